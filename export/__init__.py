@@ -1,0 +1,1 @@
+"""lrf_export: export passes and targets (see issue: lrf-export)."""

@@ -1,0 +1,1 @@
+"""Export passes: each one small transformation from a program to a program."""

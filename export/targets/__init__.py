@@ -1,0 +1,1 @@
+"""Lowering targets: CoreML, ExecuTorch, ONNX; each declares its named inputs/outputs once."""

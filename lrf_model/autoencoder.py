@@ -1,0 +1,157 @@
+"""The frozen autoencoder: diffusers' ``AutoencoderTiny`` (the TAESD architecture).
+
+We never re-implement TAESD. This module only
+- builds an ``AutoencoderTiny`` of a chosen downsampling factor, width and latent channels
+  (the shipped 32px model uses f=4: 32x32x3 -> 8x8x4);
+- loads real TAESD weights, from a diffusers folder / hub id or from the raw
+  ``taesd_encoder.pth`` / ``taesd_decoder.pth`` files (mapping rules in
+  ``../shared/weights/taesd/SOURCE.md``), and writes raw files back (for tests and users
+  moving between the two formats).
+
+Latent scaling follows diffusers: the denoiser sees ``(latents - shift_factor) * scaling_factor``,
+both stored in the autoencoder's own config.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderTiny
+
+from .errors import ConfigError, LRFError
+
+TAESD_HUB_ID = "madebyollin/taesd"
+
+
+def build_autoencoder(downsample: int = 4, latent_channels: int = 4, channels: int = 64) -> AutoencoderTiny:
+    """An untrained ``AutoencoderTiny`` with downsampling factor ``downsample`` (a power of 2).
+
+    TAESD itself is ``downsample=8, channels=64``: blocks (1,3,3,3) / (3,3,3,1).
+    Each extra factor of 2 adds one stride-2 stage of 3 blocks.
+    """
+    if downsample < 2 or downsample & (downsample - 1):
+        raise ConfigError(f"downsample={downsample} is invalid; use a power of two >= 2 (TAESD uses 8)")
+    if latent_channels < 1:
+        raise ConfigError(f"latent_channels={latent_channels} is invalid; use a positive count (TAESD uses 4)")
+    if channels < 1:
+        raise ConfigError(f"channels={channels} is invalid; use a positive width (TAESD uses 64)")
+    stages = int(math.log2(downsample)) + 1
+    return AutoencoderTiny(
+        encoder_block_out_channels=(channels,) * stages,
+        decoder_block_out_channels=(channels,) * stages,
+        num_encoder_blocks=(1,) + (3,) * (stages - 1),
+        num_decoder_blocks=(3,) * (stages - 1) + (1,),
+        latent_channels=latent_channels,
+    )
+
+
+def downsample_factor(ae: AutoencoderTiny) -> int:
+    """Spatial downsampling factor of an ``AutoencoderTiny`` (2 ** number of stride-2 stages)."""
+    return 2 ** (len(ae.config.encoder_block_out_channels) - 1)
+
+
+def load_autoencoder(source: str | Path) -> AutoencoderTiny:
+    """Load an autoencoder from a diffusers folder, a hub id, or a folder of raw TAESD files."""
+    path = Path(source)
+    if path.is_dir() and (path / "taesd_encoder.pth").is_file():
+        return load_taesd_raw(path / "taesd_encoder.pth", path / "taesd_decoder.pth")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise LRFError(f"{path} is not an autoencoder folder: it has neither config.json nor taesd_encoder.pth")
+    if not path.exists() and (str(source).startswith((".", "/")) or str(source).count("/") != 1):
+        raise LRFError(f"autoencoder not found at {source}; pass a diffusers folder, a raw TAESD folder or a hub id")
+    try:
+        ae = AutoencoderTiny.from_pretrained(str(source))
+    except (OSError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise LRFError(f"cannot load autoencoder from {source}: {first}") from None
+    return ae.eval().requires_grad_(False)
+
+
+# --- raw TAESD (.pth) <-> diffusers key mapping -------------------------------------------
+
+_KEY = re.compile(r"^(\d+)\.(.+)$")
+
+
+def _remap(state: dict[str, torch.Tensor], prefix: str, offset: int) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        m = _KEY.match(key)
+        if m is None:
+            raise LRFError(f"unexpected key '{key}' in a raw TAESD file; expected 'N.weight'-style keys")
+        out[f"{prefix}.layers.{int(m.group(1)) + offset}.{m.group(2)}"] = value
+    return out
+
+
+def taesd_raw_to_diffusers(encoder: dict[str, torch.Tensor], decoder: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Raw TAESD state dicts -> one ``AutoencoderTiny`` state dict.
+
+    The decoder's raw index 0 is the parameter-free tanh clamp, which diffusers applies in
+    ``forward``; hence ``raw N -> decoder.layers.(N-1)``.
+    """
+    return {**_remap(encoder, "encoder", 0), **_remap(decoder, "decoder", -1)}
+
+
+def diffusers_to_taesd_raw(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Inverse of :func:`taesd_raw_to_diffusers`: ``(encoder_state, decoder_state)``."""
+    enc, dec = {}, {}
+    for key, value in state.items():
+        part, _, idx, rest = key.split(".", 3)
+        if part == "encoder":
+            enc[f"{int(idx)}.{rest}"] = value
+        elif part == "decoder":
+            dec[f"{int(idx) + 1}.{rest}"] = value
+    return enc, dec
+
+
+def _read_raw(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise LRFError(f"missing raw TAESD file {path}; need both taesd_encoder.pth and taesd_decoder.pth")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt files
+        raise LRFError(f"cannot read {path}: {type(e).__name__}; re-download the file") from None
+    if not isinstance(state, dict):
+        raise LRFError(f"{path} does not hold a state dict")
+    return state
+
+
+def load_taesd_raw(encoder_path: str | Path, decoder_path: str | Path) -> AutoencoderTiny:
+    """Load raw ``taesd_encoder.pth`` / ``taesd_decoder.pth`` into diffusers' ``AutoencoderTiny``.
+
+    The architecture (latent channels, depth) is inferred from the tensors, so TAESD
+    variants with other latent channel counts load too.
+    """
+    enc, dec = _read_raw(Path(encoder_path)), _read_raw(Path(decoder_path))
+    state = taesd_raw_to_diffusers(enc, dec)
+    latent_channels = state[max((k for k in state if k.startswith("encoder.layers.") and k.endswith(".weight")),
+                                key=lambda k: int(k.split(".")[2]))].shape[0]
+    strided = sum(1 for k, v in enc.items() if k.endswith(".weight") and v.ndim == 4 and f"{k.split('.')[0]}.bias" not in enc)
+    channels = state["encoder.layers.0.weight"].shape[0]
+    ae = build_autoencoder(downsample=2**strided, latent_channels=latent_channels, channels=channels)
+    try:
+        ae.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise LRFError(f"raw TAESD files do not match the TAESD architecture: {str(e).splitlines()[0]}") from None
+    return ae.eval().requires_grad_(False)
+
+
+def save_taesd_raw(ae: AutoencoderTiny, folder: str | Path) -> None:
+    """Write ``taesd_encoder.pth`` / ``taesd_decoder.pth`` in the raw TAESD format."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    enc, dec = diffusers_to_taesd_raw(ae.state_dict())
+    torch.save(enc, folder / "taesd_encoder.pth")
+    torch.save(dec, folder / "taesd_decoder.pth")
+
+
+def to_model_space(ae: AutoencoderTiny, latents: torch.Tensor) -> torch.Tensor:
+    """Autoencoder latents -> the scaled space the denoiser works in."""
+    return (latents - ae.config.shift_factor) * ae.config.scaling_factor
+
+
+def from_model_space(ae: AutoencoderTiny, z: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_model_space`."""
+    return z / ae.config.scaling_factor + ae.config.shift_factor

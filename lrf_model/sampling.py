@@ -56,10 +56,13 @@ def hash32(x: np.ndarray) -> np.ndarray:
     return x
 
 
+SEED_SALT = 0x9E3779B9  # keeps seed 0 away from hash32's fixed point hash32(0) == 0
+
+
 def uniform_bits(seed: int, counters: np.ndarray) -> np.ndarray:
-    """32 random bits for each counter: ``hash32(hash32(seed) ^ counter)``."""
-    key = hash32(np.array([seed & 0xFFFFFFFF], dtype=np.uint64))[0]
-    return hash32(key ^ (counters.astype(np.uint64) & _M32))
+    """32 random bits per counter: ``hash32(key ^ hash32(counter))``, ``key = hash32(seed ^ SEED_SALT)``."""
+    key = hash32(np.array([(seed & 0xFFFFFFFF) ^ SEED_SALT], dtype=np.uint64))[0]
+    return hash32(key ^ hash32(counters))
 
 
 def portable_noise(seed: int, shape: Sequence[int]) -> torch.Tensor:

@@ -1,0 +1,152 @@
+"""``LRFPipeline``: denoiser + autoencoder + sampler, orchestrated (diffusers style).
+
+The pipeline owns no arithmetic of its own: the schedule, the noise and the Euler/CFG
+step come from :mod:`lrf_model.sampling`, the velocity from :class:`LRFDenoiser`, pixels from
+the autoencoder. Checkpoints are diffusers pipeline folders::
+
+    model_index.json  denoiser/{config.json, diffusion_pytorch_model.safetensors}
+                      autoencoder/{config.json, diffusion_pytorch_model.safetensors}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from diffusers import AutoencoderTiny, DiffusionPipeline, ImagePipelineOutput
+from PIL import Image
+
+from .autoencoder import from_model_space, load_autoencoder
+from .data import CIFAR10_CLASSES, tensor_to_images
+from .errors import LRFError
+from .model import LRFDenoiser
+from .sampling import batch_noise, sample, schedule
+
+DEFAULT_STEPS = 4
+DEFAULT_CFG = 3.0
+
+
+def default_checkpoint() -> Path:
+    """The checkpoint shipped inside the package (CIFAR-10, 32x32)."""
+    return Path(__file__).resolve().parent / "weights" / "cifar10"
+
+
+def load_denoiser(path: str | Path) -> LRFDenoiser:
+    """Load a denoiser folder, turning every failure into one clear line."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise LRFError(f"no denoiser checkpoint at {path}: config.json is missing; pass --checkpoint DIR of a trained model")
+    weights = path / "diffusion_pytorch_model.safetensors"
+    if not weights.is_file():
+        raise LRFError(f"no denoiser weights at {weights}; the checkpoint is incomplete, re-save or re-train it")
+    try:
+        json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise LRFError(f"{path / 'config.json'} is not valid JSON ({e.msg}); restore the file") from None
+    try:
+        model = LRFDenoiser.from_pretrained(str(path), low_cpu_mem_usage=False)
+    except LRFError:
+        raise
+    except Exception as e:  # diffusers/safetensors raise many types; keep only the gist
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "size mismatch" in str(e) or "Missing key" in str(e) or "Unexpected key" in str(e) or "shape" in str(e):
+            raise LRFError(f"{path}: config.json does not match the weights ({msg[:160]}); use the config saved with them") from None
+        raise LRFError(f"cannot load denoiser weights from {weights}: {msg[:160]}; the file is corrupt, re-download or re-train") from None
+    return model.eval().requires_grad_(False)
+
+
+class LRFPipeline(DiffusionPipeline):
+    """Class-conditional generation: ``pipe(class_labels=[3], seeds=[0]).images[0]`` is a PIL image."""
+
+    model_cpu_offload_seq = "denoiser->autoencoder"
+
+    def __init__(self, denoiser: LRFDenoiser, autoencoder: AutoencoderTiny):
+        super().__init__()
+        self.register_modules(denoiser=denoiser, autoencoder=autoencoder)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None) -> "LRFPipeline":
+        """Load ``path`` (default: the shipped checkpoint) with one-line errors for bad input."""
+        root = Path(path) if path is not None else default_checkpoint()
+        if not root.is_dir():
+            raise LRFError(f"checkpoint folder {root} does not exist; pass --checkpoint DIR")
+        denoiser = load_denoiser(root / "denoiser")
+        if not (root / "autoencoder").is_dir():
+            raise LRFError(f"checkpoint {root} has no autoencoder/ folder; copy the autoencoder it was trained with")
+        autoencoder = load_autoencoder(root / "autoencoder")
+        if autoencoder.config.latent_channels != denoiser.config.latent_channels:
+            raise LRFError(f"checkpoint {root}: autoencoder has {autoencoder.config.latent_channels} latent channels but "
+                           f"the denoiser expects {denoiser.config.latent_channels}; use the matching pair")
+        return cls(denoiser=denoiser, autoencoder=autoencoder)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        n = self.denoiser.config.num_classes
+        return CIFAR10_CLASSES if n == len(CIFAR10_CLASSES) else tuple(str(i) for i in range(n))
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        c = self.denoiser.config
+        return (c.latent_channels, c.latent_size, c.latent_size)
+
+    def class_index(self, name_or_index: str | int) -> int:
+        """Accept a class name ('cat') or index ('3'); anything else is a clear error."""
+        names = self.class_names
+        key = str(name_or_index).strip().lower()
+        if key in names:
+            return names.index(key)
+        if key.isdigit() and int(key) < len(names):
+            return int(key)
+        raise LRFError(f"unknown class '{name_or_index}'; use one of {', '.join(names)} or an index 0-{len(names) - 1}")
+
+    @torch.no_grad()
+    def generate_latents(
+        self,
+        class_labels: Sequence[int],
+        seeds: Sequence[int],
+        steps: int = DEFAULT_STEPS,
+        cfg_scale: float = DEFAULT_CFG,
+        recursions: int | None = None,
+        shift: float = 1.0,
+        callback: Callable[[int, torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
+        """Final latents in model space, (B, C, S, S)."""
+        if len(class_labels) != len(seeds):
+            raise LRFError(f"got {len(class_labels)} classes but {len(seeds)} seeds; give one seed per image")
+        ts = schedule(steps, shift)
+        noise = batch_noise(seeds, self.latent_shape).to(self.device)
+        labels = torch.tensor([self.class_index(c) for c in class_labels], device=self.device)
+        return sample(self.denoiser, noise, labels, ts, self.denoiser.config.num_classes, cfg_scale, recursions, callback)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Model-space latents -> images in [-1, 1]."""
+        return self.autoencoder.decode(from_model_space(self.autoencoder, z)).sample.clamp(-1, 1)
+
+    def generate_tensor(self, class_labels: Sequence[int], seeds: Sequence[int], **kwargs) -> torch.Tensor:
+        return self.decode(self.generate_latents(class_labels, seeds, **kwargs))
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        class_labels: Sequence[int | str],
+        seeds: Sequence[int] | None = None,
+        num_inference_steps: int = DEFAULT_STEPS,
+        guidance_scale: float = DEFAULT_CFG,
+        recursions: int | None = None,
+        output_type: str = "pil",
+        batch_size: int = 64,
+    ) -> ImagePipelineOutput:
+        """Generate one image per class label; image ``j`` uses ``seeds[j]`` (default ``j``)."""
+        labels = list(class_labels)
+        seeds = list(range(len(labels))) if seeds is None else list(seeds)
+        chunks = []
+        for i in self.progress_bar(range(0, len(labels), batch_size)):
+            chunks.append(self.generate_tensor(labels[i : i + batch_size], seeds[i : i + batch_size],
+                                               steps=num_inference_steps, cfg_scale=guidance_scale, recursions=recursions))
+        images = torch.cat(chunks)
+        if output_type == "pt":
+            return ImagePipelineOutput(images=images)
+        return ImagePipelineOutput(images=[Image.fromarray(a) for a in tensor_to_images(images)])

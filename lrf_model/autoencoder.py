@@ -128,7 +128,8 @@ def load_taesd_raw(encoder_path: str | Path, decoder_path: str | Path) -> Autoen
     state = taesd_raw_to_diffusers(enc, dec)
     latent_channels = state[max((k for k in state if k.startswith("encoder.layers.") and k.endswith(".weight")),
                                 key=lambda k: int(k.split(".")[2]))].shape[0]
-    strided = sum(1 for k, v in enc.items() if k.endswith(".weight") and v.ndim == 4 and f"{k.split('.')[0]}.bias" not in enc)
+    # Stride-2 convs are the top-level convs without a bias (SOURCE.md: raw 2, 6, 10).
+    strided = sum(1 for k in enc if k.count(".") == 1 and k.endswith(".weight") and f"{k.split('.')[0]}.bias" not in enc)
     channels = state["encoder.layers.0.weight"].shape[0]
     ae = build_autoencoder(downsample=2**strided, latent_channels=latent_channels, channels=channels)
     try:

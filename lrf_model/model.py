@@ -113,7 +113,7 @@ class LRFDenoiser(ModelMixin, ConfigMixin):
         self,
         latent_channels: int = 4,
         latent_size: int = 8,
-        hidden_dim: int = 128,
+        hidden_dim: int = 144,
         num_blocks: int = 4,
         num_heads: int = 4,
         mlp_ratio: float = 4.0,

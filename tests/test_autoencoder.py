@@ -53,7 +53,7 @@ def test_raw_taesd_loads_bit_identical(tmp_path):
     torch.save(dec.state_dict(), tmp_path / "taesd_decoder.pth")
     ae = load_autoencoder(tmp_path)  # a folder of raw files
     assert downsample_factor(ae) == 8 and ae.config.latent_channels == 4
-    x01 = torch.randint(0, 256, (2, 3, 64, 64)).float() / 255  # exact in both [0,1] and [-1,1]
+    x01 = torch.randint(0, 256, (2, 3, 64, 64)).float() / 256  # dyadic: exact in both [0,1] and [-1,1]
     with torch.no_grad():
         z_raw = enc(x01)
         z = ae.encode(x01 * 2 - 1).latents

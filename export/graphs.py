@@ -1,17 +1,61 @@
 """The graphs every exporter consumes, built from the reference modules (never re-written).
 
-``GuidedStepGraph`` is the ``--graph step`` unit: one classifier-free-guided Euler step,
-``(latent, t, dt, class_id, cfg) -> next latent``, with the recursion count fixed at
-construction so tracing unrolls it. It calls :func:`lrf_model.sampling.guided_step`, the same
-function the PyTorch sampler uses, so the exported arithmetic cannot drift from the reference.
+Each graph is a small ``nn.Module`` wrapper plus its named inputs/outputs, declared once here
+(:class:`GraphSpec`); every target lowers these same modules and names:
+
+- ``step``: one classifier-free-guided Euler step, ``(latent, t, dt, class_id, cfg) -> next_latent``.
+  It calls :func:`lrf_model.sampling.guided_step`, the function the PyTorch sampler uses.
+- ``fused``: the whole N-step sampler with the schedule and CFG scale baked in,
+  ``(noise, class_id) -> latent`` (see :mod:`lrf_export.passes.unroll`).
+- ``decoder``: model-space latent -> image in [-1, 1] (latent un-scaling and clamp inside).
+- ``encoder``: image in [-1, 1] -> model-space latent (for editing).
+
+The recursion count R is fixed at construction, so tracing unrolls it.
 """
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
+import torch
+from diffusers import AutoencoderTiny
+
+from lrf_model.autoencoder import downsample_factor, from_model_space, to_model_space
 from lrf_model.model import LRFDenoiser
 from lrf_model.sampling import guided_step
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name: float32 | int64 | int32
+
+    def example(self, fill: float = 0.5) -> torch.Tensor:
+        if self.dtype.startswith("int"):
+            return torch.zeros(self.shape, dtype=getattr(torch, self.dtype))
+        return torch.full(self.shape, fill, dtype=torch.float32)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass
+class GraphSpec:
+    """A module to lower and its named, static-shaped inputs and outputs."""
+
+    kind: str
+    module: torch.nn.Module
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        return tuple(spec.example() for spec in self.inputs)
+
+    def with_class_dtype(self, dtype: str) -> "GraphSpec":
+        """Same graph with ``class_id`` in another integer type (CoreML takes int32)."""
+        inputs = [TensorSpec(s.name, s.shape, dtype) if s.name == "class_id" else s for s in self.inputs]
+        return GraphSpec(self.kind, self.module, inputs, self.outputs)
 
 
 class GuidedStepGraph(torch.nn.Module):
@@ -26,6 +70,53 @@ class GuidedStepGraph(torch.nn.Module):
         return guided_step(self.denoiser, latent, t, dt, class_id, self.null_class, cfg, self.recursions)
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
-        c = self.denoiser.config
-        return (torch.randn(batch, c.latent_channels, c.latent_size, c.latent_size), torch.full((batch,), 0.75),
-                torch.full((batch,), 0.25), torch.zeros(batch, dtype=torch.long), torch.full((batch,), 3.0))
+        return step_spec(self.denoiser, self.recursions, batch).example_inputs()
+
+
+class DecoderGraph(torch.nn.Module):
+    def __init__(self, autoencoder: AutoencoderTiny):
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder.decode(from_model_space(self.autoencoder, latent)).sample.clamp(-1, 1)
+
+
+class EncoderGraph(torch.nn.Module):
+    def __init__(self, autoencoder: AutoencoderTiny):
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return to_model_space(self.autoencoder, self.autoencoder.encode(image).latents)
+
+
+def latent_shape(denoiser: LRFDenoiser, batch: int = 1) -> tuple[int, int, int, int]:
+    c = denoiser.config
+    return (batch, c.latent_channels, c.latent_size, c.latent_size)
+
+
+def step_spec(denoiser: LRFDenoiser, recursions: int, batch: int = 1) -> GraphSpec:
+    lat = latent_shape(denoiser, batch)
+    return GraphSpec(
+        "step",
+        GuidedStepGraph(denoiser, recursions),
+        [TensorSpec("latent", lat, "float32"), TensorSpec("t", (batch,), "float32"), TensorSpec("dt", (batch,), "float32"),
+         TensorSpec("class_id", (batch,), "int64"), TensorSpec("cfg", (batch,), "float32")],
+        [TensorSpec("next_latent", lat, "float32")],
+    )
+
+
+def image_shape(denoiser: LRFDenoiser, autoencoder: AutoencoderTiny, batch: int = 1) -> tuple[int, int, int, int]:
+    side = denoiser.config.latent_size * downsample_factor(autoencoder)
+    return (batch, 3, side, side)
+
+
+def decoder_spec(denoiser: LRFDenoiser, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
+    return GraphSpec("decoder", DecoderGraph(autoencoder), [TensorSpec("latent", latent_shape(denoiser, batch), "float32")],
+                     [TensorSpec("image", image_shape(denoiser, autoencoder, batch), "float32")])
+
+
+def encoder_spec(denoiser: LRFDenoiser, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
+    return GraphSpec("encoder", EncoderGraph(autoencoder), [TensorSpec("image", image_shape(denoiser, autoencoder, batch), "float32")],
+                     [TensorSpec("latent", latent_shape(denoiser, batch), "float32")])

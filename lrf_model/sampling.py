@@ -136,7 +136,7 @@ def sample(
     class_labels: torch.Tensor,
     ts: Sequence[float],
     null_class: int,
-    cfg_scale: float,
+    cfg_scale: torch.Tensor | float,
     recursions: int | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
@@ -144,6 +144,20 @@ def sample(
 
     ``callback(i, z)`` is called after step ``i`` (progress bars, trajectory capture).
     """
+    return integrate(model, noise, class_labels, ts, null_class, cfg_scale, recursions, callback)
+
+
+def integrate(
+    model: Callable[..., torch.Tensor],
+    noise: torch.Tensor,
+    class_labels: torch.Tensor,
+    ts: Sequence[float],
+    null_class: int,
+    cfg_scale: torch.Tensor | float,
+    recursions: int | None = None,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """The Euler loop of :func:`sample` without a grad context, so ``torch.export`` can unroll it."""
     z = noise
     B = z.shape[0]
     for i in range(len(ts) - 1):

@@ -1,0 +1,47 @@
+"""``lrf-export``: reference model -> bundles for CoreML / ExecuTorch / ONNX, parity-gated."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from lrf_model.errors import cli_errors
+
+from .exporter import ExportOptions, export_bundles, progress_display, verdict
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lrf-export", description="Export LRF to on-device runtimes with a parity gate.")
+    p.add_argument("--target", required=True, help="coreml | executorch | onnx | all")
+    p.add_argument("--steps", type=int, required=True, help="sampling steps N baked into the bundle's schedule")
+    p.add_argument("--recursions", type=int, default=None, help="recursion passes R (default: the checkpoint's)")
+    p.add_argument("--quantize", default="none", help="none | int8")
+    p.add_argument("--graph", default="step", help="step (runtime loops; default) | fused (one graph for all N steps)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped model)")
+    p.add_argument("--out", default=None, help="bundle folder (default: dist/<model>-<target>-<quant>-s<N>/)")
+    p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: lrf-generate's)")
+    return p
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
+    opts = ExportOptions(target=a.target, steps=a.steps, recursions=a.recursions, quantize=a.quantize, graph=a.graph,
+                         checkpoint=a.checkpoint, out=a.out, cfg=a.cfg)
+    console = Console(stderr=True)
+    with progress_display() as progress:
+        results = export_bundles(opts, progress)
+    table = Table(title="lrf-export")
+    for col in ("bundle", "artifact", "size", "time", "XNNPACK partitions", "parity"):
+        table.add_column(col)
+    for r in results:
+        for art in r.artifacts:
+            table.add_row(str(r.path), art["artifact"], f"{art['bytes'] / 1024:.0f} KiB", f"{art['seconds']:.1f}s",
+                          str(art.get("xnnpack_partitions", "-")), verdict(r.parity))
+    console.print(table)
+    if not all(r.ok for r in results):
+        console.print("parity gate failed: see parity.json in the bundle")
+        sys.exit(1)

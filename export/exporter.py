@@ -1,0 +1,174 @@
+"""Orchestration of one export: passes -> artifacts -> test vectors -> manifest -> parity.
+
+The exporter owns no model arithmetic: graphs come from :mod:`lrf_export.graphs` (wrapping
+the reference modules), the schedule from :func:`lrf_model.sampling.schedule`, lowering
+from the target, and the verdict from :mod:`lrf_export.parity`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from lrf_model.errors import LRFError
+from lrf_model.pipeline import LRFPipeline, default_checkpoint
+from lrf_model.sampling import schedule
+
+from . import test_vectors
+from .bundle import staged_directory, write_manifest
+from .graphs import GraphSpec, decoder_spec, encoder_spec, step_spec
+from .parity import check_bundle, gate_ok
+from .passes.unroll import assert_no_control_flow, assert_weights_stored_once, fused_spec
+from .passes.static_shapes import export_static
+from .targets import Target, get_target, precision_for
+
+GRAPHS = ("step", "fused")
+QUANTIZE = ("none", "int8")
+
+
+@dataclass
+class ExportOptions:
+    target: str
+    steps: int
+    recursions: int | None = None
+    quantize: str = "none"
+    graph: str = "step"
+    checkpoint: str | None = None
+    out: str | None = None
+    cfg: float | None = None
+    shift: float = 1.0
+
+
+@dataclass
+class BundleResult:
+    path: Path
+    target: str
+    precision: str
+    artifacts: list[dict] = field(default_factory=list)
+    parity: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return gate_ok(self.parity)
+
+
+def validate(opts: ExportOptions) -> list[str]:
+    targets = ["coreml", "executorch", "onnx"] if opts.target == "all" else [opts.target]
+    for t in targets:
+        get_target(t)
+    if not isinstance(opts.steps, int) or opts.steps < 1:
+        raise LRFError(f"--steps {opts.steps} is invalid; use at least 1")
+    if opts.quantize not in QUANTIZE:
+        raise LRFError(f"--quantize {opts.quantize} is unknown; use one of {', '.join(QUANTIZE)}")
+    if opts.graph not in GRAPHS:
+        raise LRFError(f"--graph {opts.graph} is unknown; use one of {', '.join(GRAPHS)}")
+    if opts.cfg is not None and not math.isfinite(opts.cfg):
+        raise LRFError(f"--cfg {opts.cfg} is not a finite number")
+    return targets
+
+
+def model_name(checkpoint: Path) -> str:
+    return f"lrf-{checkpoint.resolve().name}"
+
+
+def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> list[BundleResult]:
+    """Export one bundle per target; raises LRFError on bad input before writing anything."""
+    targets = validate(opts)
+    ckpt = Path(opts.checkpoint) if opts.checkpoint else default_checkpoint()
+    pipe = LRFPipeline.from_checkpoint(ckpt)
+    R = opts.recursions or pipe.denoiser.config.recursions
+    if not 1 <= R <= pipe.denoiser.config.max_recursions:
+        raise LRFError(f"--recursions {R} is out of range; this checkpoint supports 1-{pipe.denoiser.config.max_recursions}")
+    from lrf_model.pipeline import DEFAULT_CFG
+
+    cfg = DEFAULT_CFG if opts.cfg is None else float(opts.cfg)
+    ts = schedule(opts.steps, opts.shift)
+    den, ae = pipe.denoiser, pipe.autoencoder
+    specs: dict[str, GraphSpec] = {
+        opts.graph: step_spec(den, R) if opts.graph == "step" else fused_spec(den, ts, cfg, R),
+        "decoder": decoder_spec(den, ae),
+        "encoder": encoder_spec(den, ae),
+    }
+    ref = test_vectors.reference(pipe, ts, cfg, R)
+    calib = test_vectors.calibration(pipe, ts, cfg, R) if opts.quantize == "int8" else {}
+    results = []
+    for name in targets:
+        target = get_target(name)
+        precision = precision_for(target, opts.quantize)
+        quant = "int8" if opts.quantize == "int8" else "float"
+        default_out = Path("dist") / f"{model_name(ckpt)}-{name}-{quant}-s{opts.steps}"
+        out = Path(opts.out) / default_out.name if (opts.out and len(targets) > 1) else Path(opts.out or default_out)
+        results.append(_export_one(target, precision, specs, ref, calib, pipe, ts, cfg, R, opts, ckpt, out, progress))
+    return results
+
+
+def _export_one(target: Target, precision: str, specs: dict[str, GraphSpec], ref, calib, pipe: LRFPipeline,
+                ts: list[float], cfg: float, R: int, opts: ExportOptions, ckpt: Path, out: Path,
+                progress: Progress | None) -> BundleResult:
+    result = BundleResult(out, target.name, precision)
+    with staged_directory(out) as tmp:
+        artifacts = {}
+        for kind, spec in specs.items():
+            task = progress.add_task(f"{target.name}:{kind} lower ({precision})", total=None) if progress else None
+            if kind == "fused":  # the unroll pass's guarantees, checked on the traced program
+                program = export_static(spec)
+                assert_no_control_flow(program)
+                assert_weights_stored_once(program, spec.module)
+            file = f"{kind}{target.suffix}"
+            lowered = target.lower(spec, tmp / file, precision, calib.get(kind))
+            spec_t = spec.with_class_dtype(target.class_dtype)
+            artifacts[kind] = {"file": file, "target": target.name, "precision": precision,
+                               "inputs": [i.as_dict() for i in spec_t.inputs], "outputs": [o.as_dict() for o in spec_t.outputs],
+                               "lowering": {k: v for k, v in lowered.details.items() if k not in ("inputs", "outputs")}}
+            size = sum(p.stat().st_size for p in (tmp / file).rglob("*") if p.is_file()) if (tmp / file).is_dir() \
+                else (tmp / file).stat().st_size
+            result.artifacts.append({"artifact": file, "bytes": size, "seconds": lowered.seconds, **{
+                k: lowered.details[k] for k in ("xnnpack_partitions",) if k in lowered.details}})
+            if progress:
+                progress.update(task, total=1, completed=1, description=f"{target.name}:{kind} lowered in {lowered.seconds:.1f}s")
+        den, ae = pipe.denoiser, pipe.autoencoder
+        manifest = {
+            "model": {"name": model_name(ckpt), "denoiser": dict(_public(den.config)), "autoencoder": dict(_public(ae.config))},
+            "class_names": list(pipe.class_names),
+            "null_class": den.config.num_classes,
+            "target": target.name,
+            "precision": precision,
+            "sampler": {"graph": opts.graph, "steps": opts.steps, "schedule": ts, "shift": opts.shift, "cfg": cfg,
+                        "recursions": R, "solver": "euler", "prediction": "velocity (noise - z0)"},
+            "latent": {"shape": [1, den.config.latent_channels, den.config.latent_size, den.config.latent_size],
+                       "scaling_factor": ae.config.scaling_factor, "shift_factor": ae.config.shift_factor,
+                       "note": "artifacts take and return model-space latents; the decoder un-scales inside"},
+            "image": {"shape": list(specs["decoder"].outputs[0].shape), "range": [-1.0, 1.0],
+                      "to_uint8": "round((clip(x, -1, 1) + 1) * 127.5)"},
+            "noise": {"generator": "lowbias32 counter hash + Box-Muller (lrf_model.sampling.portable_noise)",
+                      "seed_salt": 0x9E3779B9, "per_image_seed": True},
+            "artifacts": artifacts,
+            "test_vectors": test_vectors.write(tmp, ref),
+        }
+        write_manifest(tmp, manifest)
+        task = progress.add_task(f"{target.name}: parity gate", total=None) if progress else None
+        result.parity = check_bundle(tmp)
+        (tmp / "parity.json").write_text(json.dumps(result.parity, indent=2) + "\n")
+        write_manifest(tmp, manifest)  # re-hash: parity.json is part of the bundle
+        if progress:
+            progress.update(task, total=1, completed=1, description=f"{target.name}: parity {verdict(result.parity)}")
+    return result
+
+
+def _public(config) -> dict:
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
+def verdict(report: dict) -> str:
+    if report.get("numeric") == "needs macOS":
+        return "structure ok, numeric needs macOS" if report["structure_ok"] else "STRUCTURE FAILED"
+    return "pass" if report["passed"] else "FAIL"
+
+
+def progress_display() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=False)

@@ -1,0 +1,117 @@
+"""Run a bundle on the host: the one sampler loop every Python-side runtime uses.
+
+``BundleRuntime`` reads the manifest (verified), opens each artifact with its target's host
+runner, and loops over the manifest's schedule (step graph) or calls the fused graph. The
+parity gate, ``lrf-run`` and the benchmarks all go through it, so the loop exists once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from lrf_model.errors import LRFError, cli_errors
+from lrf_model.sampling import portable_noise
+
+from .bundle import load_manifest
+from .targets import get_target
+
+
+class BundleRuntime:
+    def __init__(self, root: str | Path, verify: bool = True):
+        self.root = Path(root)
+        self.manifest = load_manifest(self.root, verify=verify)
+        target = get_target(self.manifest["target"])
+        self.runners = {}
+        for kind, art in self.manifest["artifacts"].items():
+            self.runners[kind] = target.runner(self.root / art["file"], art["inputs"], art["outputs"])
+        self.executable = all(r is not None for r in self.runners.values())
+
+    @property
+    def sampler(self) -> dict:
+        return self.manifest["sampler"]
+
+    def class_index(self, name_or_index: str | int) -> int:
+        names = self.manifest["class_names"]
+        key = str(name_or_index).strip().lower()
+        if key in names:
+            return names.index(key)
+        if key.isdigit() and int(key) < len(names):
+            return int(key)
+        raise LRFError(f"unknown class '{name_or_index}'; use one of {', '.join(names)} or an index 0-{len(names) - 1}")
+
+    def _require(self, kind: str):
+        runner = self.runners.get(kind)
+        if runner is None:
+            raise LRFError(f"this host cannot execute the {self.manifest['target']} {kind} artifact "
+                           "(Core ML runs on macOS/iOS only)")
+        return runner
+
+    def noise(self, seed: int) -> np.ndarray:
+        return portable_noise(seed, self.manifest["latent"]["shape"][1:])[None].numpy()
+
+    def denoise(self, noise: np.ndarray, class_id: int,
+                callback: Callable[[int, np.ndarray, float], None] | None = None) -> np.ndarray:
+        """Final latent from ``noise``; ``callback(i, latent, seconds)`` after each step."""
+        s = self.sampler
+        ts, cfg = s["schedule"], s["cfg"]
+        cls = np.array([class_id], dtype=np.int64)
+        if s["graph"] == "fused":
+            t0 = time.perf_counter()
+            z = self._require("fused")({"noise": noise, "class_id": cls})["latent"]
+            if callback:
+                callback(len(ts) - 2, z, time.perf_counter() - t0)
+            return z
+        step = self._require("step")
+        z = noise
+        for i in range(len(ts) - 1):
+            t0 = time.perf_counter()
+            z = step({"latent": z, "t": np.array([ts[i]], np.float32), "dt": np.array([ts[i] - ts[i + 1]], np.float32),
+                      "class_id": cls, "cfg": np.array([cfg], np.float32)})["next_latent"]
+            if callback:
+                callback(i, z, time.perf_counter() - t0)
+        return z
+
+    def decode(self, latent: np.ndarray) -> np.ndarray:
+        return self._require("decoder")({"latent": latent})["image"]
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        return self._require("encoder")({"image": image})["latent"]
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """(1, 3, H, W) in [-1, 1] -> (H, W, 3) uint8, the same rounding as the reference."""
+    return np.round((np.clip(image[0], -1, 1) + 1) * 127.5).astype(np.uint8).transpose(1, 2, 0)
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="lrf-run", description="Generate an image with an exported bundle on this host.")
+    p.add_argument("bundle")
+    p.add_argument("--class", dest="cls", default="0", help="class name or index")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="out.png")
+    p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscale of the PNG")
+    args = p.parse_args(argv)
+    rt = BundleRuntime(args.bundle)
+    cls = rt.class_index(args.cls)
+    times: list[float] = []
+    z = rt.denoise(rt.noise(args.seed), cls, callback=lambda i, _z, s: times.append(s))
+    t0 = time.perf_counter()
+    image = rt.decode(z)
+    decode_s = time.perf_counter() - t0
+    if not np.isfinite(image).all():
+        raise LRFError("the bundle produced NaN/Inf; re-export it (its parity report should have failed)")
+    img = Image.fromarray(to_uint8(image))
+    if args.scale > 1:
+        img = img.resize((img.width * args.scale, img.height * args.scale), Image.NEAREST)
+    img.save(args.out)
+    m = rt.manifest
+    steps = " ".join(f"{1000 * s:.2f}" for s in times)
+    print(f"{m['target']} {m['precision']} {m['sampler']['graph']}: per-step ms [{steps}], decode {1000 * decode_s:.2f} ms "
+          f"-> {args.out} ({m['class_names'][cls]}, seed {args.seed})")

@@ -1,0 +1,45 @@
+"""What every target provides: lowering a :class:`GraphSpec` to a file, and a host runner.
+
+A runner takes and returns numpy arrays keyed by the spec's names, so the parity gate, the
+sampler loop in ``lrf-run`` and the benchmarks are written once for every target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ..graphs import GraphSpec
+
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+@dataclass
+class Lowered:
+    """The artifact a target wrote, and facts about the lowering worth reporting."""
+
+    path: Path
+    precision: str
+    seconds: float
+    details: dict = field(default_factory=dict)
+
+
+class Target(Protocol):
+    name: str
+    suffix: str
+    class_dtype: str  # integer type of class_id on this target
+    precisions: tuple[str, ...]
+
+    def lower(self, spec: GraphSpec, path: Path, precision: str, calibration: list[tuple] | None) -> Lowered: ...
+
+    def runner(self, path: Path, spec_inputs: list[dict], spec_outputs: list[dict]) -> Runner | None:
+        """A host runner, or None where this host cannot execute the format (CoreML on Linux)."""
+        ...
+
+
+def cast_feeds(feeds: dict[str, np.ndarray], inputs: list[dict]) -> list[np.ndarray]:
+    """Order feeds as the artifact's inputs and cast to their declared dtypes."""
+    return [np.ascontiguousarray(feeds[i["name"]], dtype=i["dtype"]) for i in inputs]

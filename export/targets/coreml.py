@@ -1,0 +1,97 @@
+"""CoreML (.mlpackage, ML Program, iOS 17+, fp16 compute) from the ExportedProgram.
+
+Conversion goes through ``run_decompositions({})`` of the ExportedProgram (converting a
+``torch.jit.trace`` fails with numpy 2.x). ``class_id`` is int32 on CoreML. Core ML cannot
+execute on Linux, so here the runner is None and the parity gate validates the spec
+structurally; on macOS ``runner`` returns a real ``predict``-based runner.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..graphs import GraphSpec
+from ..passes.static_shapes import export_static
+from .base import Lowered, Runner, cast_feeds
+
+
+class CoreMLTarget:
+    name = "coreml"
+    suffix = ".mlpackage"
+    class_dtype = "int32"
+    precisions = ("fp16", "int8")
+
+    def lower(self, spec: GraphSpec, path: Path, precision: str, calibration: list[tuple] | None) -> Lowered:
+        import coremltools as ct
+
+        t0 = time.perf_counter()
+        spec = spec.with_class_dtype(self.class_dtype)
+        program = export_static(spec).run_decompositions({})
+        np_dtypes = {"float32": np.float32, "int32": np.int32}
+        # coremltools 9.0's fuse_linear_bias crashes on "matmul + scalar" (RMSNorm's mean + eps).
+        passes = ct.PassPipeline.DEFAULT
+        passes.remove_passes(["common::fuse_linear_bias"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = ct.convert(
+                program,
+                inputs=[ct.TensorType(name=i.name, shape=i.shape, dtype=np_dtypes[i.dtype]) for i in spec.inputs],
+                outputs=[ct.TensorType(name=o.name) for o in spec.outputs],
+                convert_to="mlprogram",
+                minimum_deployment_target=ct.target.iOS17,
+                compute_precision=ct.precision.FLOAT16,
+                pass_pipeline=passes,
+            )
+            if precision == "int8":
+                from ..passes.quantize import quantize_coreml
+
+                model = quantize_coreml(model, "int8")
+        model.save(str(path))
+        return Lowered(path, precision, time.perf_counter() - t0, structure(path))
+
+    def runner(self, path: Path, inputs: list[dict], outputs: list[dict]) -> Runner | None:
+        if platform.system() != "Darwin":
+            return None
+        import coremltools as ct
+
+        model = ct.models.MLModel(str(path))
+
+        def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            arrays = cast_feeds(feeds, inputs)
+            result = model.predict({i["name"]: a for i, a in zip(inputs, arrays)})
+            return {o["name"]: np.asarray(result[o["name"]], dtype=np.float32) for o in outputs}
+
+        return run
+
+
+def structure(path: Path) -> dict:
+    """Named inputs/outputs with shapes, the op set, and the weight dtypes of a saved .mlpackage."""
+    import coremltools as ct
+
+    spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+
+    def io(features):
+        out = []
+        for f in features:
+            arr = f.type.multiArrayType
+            dtype = {65568: "float32", 65552: "float16", 131104: "int32"}.get(arr.dataType, str(arr.dataType))
+            out.append({"name": f.name, "shape": list(arr.shape), "dtype": dtype})
+        return out
+
+    ops, const_dtypes = set(), set()
+    for fn in spec.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            for op in block.operations:
+                ops.add(op.type)
+                if op.type in ("const", "constexpr_affine_dequantize", "constexpr_blockwise_shift_scale", "constexpr_lut_to_dense"):
+                    for out in op.outputs:
+                        dt = out.type.tensorType.dataType
+                        const_dtypes.add(int(dt))
+    names = {1: "bool", 2: "string", 10: "float16", 11: "float32", 13: "bfloat16", 21: "int8", 22: "int16", 23: "int32", 24: "int64", 31: "uint8"}
+    return {"inputs": io(spec.description.input), "outputs": io(spec.description.output), "ops": sorted(ops),
+            "const_dtypes": sorted(names.get(d, str(d)) for d in const_dtypes), "spec_version": spec.specificationVersion}

@@ -1,0 +1,67 @@
+"""ExecuTorch (.pte) with the XNNPACK delegate; INT8 through the PT2E quantizer.
+
+Reports how many XNNPACK partitions the graph lowered to and which ops stayed on portable
+kernels: a design regression (an op XNNPACK cannot run) shows up here first.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..graphs import GraphSpec
+from ..passes.static_shapes import export_static
+from .base import Lowered, Runner, cast_feeds
+
+
+def op_name(target) -> str:
+    """'aten.cat.default' from an EdgeOpOverload's long repr."""
+    m = re.search(r"EdgeOpOverload: ([\w.]+)", str(target))
+    return m.group(1) if m else str(target)
+
+
+def partition_report(edge_program) -> dict:
+    nodes = [n for n in edge_program.graph_module.graph.nodes if n.op == "call_function"]
+    delegates = sum("executorch_call_delegate" in str(n.target) for n in nodes)
+    portable = Counter(op_name(n.target) for n in nodes
+                       if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
+    return {"xnnpack_partitions": delegates, "portable_ops": dict(portable)}
+
+
+class ExecuTorchTarget:
+    name = "executorch"
+    suffix = ".pte"
+    class_dtype = "int64"
+    precisions = ("fp32", "int8")
+
+    def lower(self, spec: GraphSpec, path: Path, precision: str, calibration: list[tuple] | None) -> Lowered:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        t0 = time.perf_counter()
+        program = export_static(spec)
+        if precision == "int8":
+            from ..passes.quantize import quantize_pt2e_xnnpack
+
+            program = quantize_pt2e_xnnpack(spec, calibration or [spec.example_inputs()])
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        report = partition_report(edge.exported_program())
+        path.write_bytes(edge.to_executorch().buffer)
+        return Lowered(path, precision, time.perf_counter() - t0, report)
+
+    def runner(self, path: Path, inputs: list[dict], outputs: list[dict]) -> Runner:
+        from executorch.runtime import Runtime
+
+        method = Runtime.get().load_program(Path(path)).load_method("forward")
+
+        def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            args = [torch.from_numpy(a) for a in cast_feeds(feeds, inputs)]
+            result = method.execute(args)
+            return {o["name"]: r.numpy() for o, r in zip(outputs, result)}
+
+        return run

@@ -39,8 +39,10 @@ class RMSNorm(nn.Module):
         self.register_buffer("mean_vec", torch.full((dim, 1), 1.0 / dim), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ms = torch.matmul(x * x, self.mean_vec)  # (B, N, 1)
-        return x / torch.sqrt(ms + self.eps)
+        # mean(x^2 + eps) == mean(x^2) + eps; adding eps before the matmul avoids a
+        # "matmul + scalar" pattern that coremltools 9.0's fuse_linear_bias pass crashes on.
+        ms = torch.matmul(x * x + self.eps, self.mean_vec)  # (B, N, 1)
+        return x / torch.sqrt(ms)
 
 
 class SpatialMixer(nn.Module):

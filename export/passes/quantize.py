@@ -19,8 +19,36 @@ import torch
 
 from ..graphs import GraphSpec
 
-# Submodule name patterns kept in float for the PT2E scheme (see module docstring).
-FLOAT_MODULE_PATTERNS = ("mod.", "final_shift", "final_scale", "out", "time_mlp", "embed")
+# Layers of the denoiser quantized to int8 by the PT2E scheme; everything else (adaLN
+# modulation, time/class embedding, final modulation and output projection) stays float.
+QUANTIZED_DENOISER_LAYERS = ("mix.q", "mix.k", "mix.v", "mix.proj", "fc1", "fc2")
+
+
+def _in_quantized_layer(node) -> bool:
+    """Whether an FX node was traced inside one of :data:`QUANTIZED_DENOISER_LAYERS`."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return False
+    path = list(stack.values())[-1][0]
+    return path.endswith(QUANTIZED_DENOISER_LAYERS)
+
+
+def _denoiser_quantizer(config):
+    """Annotate only the chosen linears. XNNPACKQuantizer.set_module_name also annotates
+    shape ops (cat/reshape) outside those modules, observing the integer class id and
+    quantizing the input latent; this quantizer touches nothing but the listed layers."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import OP_TO_ANNOTATOR
+    from torchao.quantization.pt2e.quantizer import Quantizer
+
+    class LinearLayersQuantizer(Quantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            OP_TO_ANNOTATOR["linear"](model, config, _in_quantized_layer)
+            return model
+
+        def validate(self, model: torch.fx.GraphModule) -> None:
+            pass
+
+    return LinearLayersQuantizer()
 
 
 def quantize_pt2e_xnnpack(spec: GraphSpec, calibration: list[tuple]) -> torch.export.ExportedProgram:
@@ -30,11 +58,11 @@ def quantize_pt2e_xnnpack(spec: GraphSpec, calibration: list[tuple]) -> torch.ex
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = XNNPACKQuantizer()
-    quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    for name, module in spec.module.named_modules():
-        if isinstance(module, torch.nn.Linear) and any(p in name for p in FLOAT_MODULE_PATTERNS):
-            quantizer.set_module_name(name, None)
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
+    if spec.kind in ("step", "fused"):
+        quantizer = _denoiser_quantizer(config)
+    else:  # the autoencoder: plain convs and ReLUs, all int8
+        quantizer = XNNPACKQuantizer().set_global(config)
     with torch.no_grad():
         graph = torch.export.export(spec.module, spec.example_inputs(), strict=False).module()
         graph = prepare_pt2e(graph, quantizer)

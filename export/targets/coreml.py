@@ -33,9 +33,6 @@ class CoreMLTarget:
         spec = spec.with_class_dtype(self.class_dtype)
         program = export_static(spec).run_decompositions({})
         np_dtypes = {"float32": np.float32, "int32": np.int32}
-        # coremltools 9.0's fuse_linear_bias crashes on "matmul + scalar" (RMSNorm's mean + eps).
-        passes = ct.PassPipeline.DEFAULT
-        passes.remove_passes(["common::fuse_linear_bias"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = ct.convert(
@@ -45,7 +42,6 @@ class CoreMLTarget:
                 convert_to="mlprogram",
                 minimum_deployment_target=ct.target.iOS17,
                 compute_precision=ct.precision.FLOAT16,
-                pass_pipeline=passes,
             )
             if precision == "int8":
                 from ..passes.quantize import quantize_coreml
@@ -88,10 +84,12 @@ def structure(path: Path) -> dict:
         for block in fn.block_specializations.values():
             for op in block.operations:
                 ops.add(op.type)
-                if op.type in ("const", "constexpr_affine_dequantize", "constexpr_blockwise_shift_scale", "constexpr_lut_to_dense"):
-                    for out in op.outputs:
-                        dt = out.type.tensorType.dataType
-                        const_dtypes.add(int(dt))
+                if op.type == "const" or op.type.startswith("constexpr"):
+                    # A weight's stored dtype is that of its tensor attributes ('val' of a const,
+                    # 'quantized_data' / 'indices' of a constexpr dequantize).
+                    for key, value in op.attributes.items():
+                        if key != "name" and value.type.HasField("tensorType"):
+                            const_dtypes.add(int(value.type.tensorType.dataType))
     names = {1: "bool", 2: "string", 10: "float16", 11: "float32", 13: "bfloat16", 21: "int8", 22: "int16", 23: "int32", 24: "int64", 31: "uint8"}
     return {"inputs": io(spec.description.input), "outputs": io(spec.description.output), "ops": sorted(ops),
             "const_dtypes": sorted(names.get(d, str(d)) for d in const_dtypes), "spec_version": spec.specificationVersion}

@@ -1,0 +1,151 @@
+"""lrf-export on a tiny config: every target and precision, the gate, bundles, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+from lrf_export import cli as export_cli
+from lrf_export import run as run_cli
+from lrf_export.bundle import load_manifest
+from lrf_export.exporter import ExportOptions, export_bundles
+from lrf_export.parity import check_bundle
+from lrf_export.run import BundleRuntime
+from lrf_model.autoencoder import build_autoencoder
+from lrf_model.errors import LRFError
+from lrf_model.generate import main as generate_main
+from lrf_model.model import LRFDenoiser
+from lrf_model.pipeline import LRFPipeline
+
+from .conftest import randomize
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    den = randomize(LRFDenoiser(hidden_dim=32, num_heads=2, num_blocks=2, time_freq_dim=16), std=0.1)
+    root = tmp_path_factory.mktemp("export") / "tiny"
+    LRFPipeline(den, build_autoencoder(4, 4, 16)).save_pretrained(root)  # convs above coremltools' 2048-weight threshold
+    return root
+
+
+def export(ckpt: Path, out: Path, **kw):
+    opts = ExportOptions(checkpoint=str(ckpt), out=str(out), **{"steps": 2, **kw})
+    (result,) = export_bundles(opts)
+    return result
+
+
+@pytest.mark.parametrize("target,quantize", [("onnx", "none"), ("onnx", "int8"), ("executorch", "none"),
+                                             ("executorch", "int8")])
+def test_export_passes_parity_gate(ckpt, tmp_path, target, quantize):
+    r = export(ckpt, tmp_path / "b", target=target, quantize=quantize)
+    assert r.ok, r.parity
+    report = json.loads((tmp_path / "b" / "parity.json").read_text())
+    assert report["passed"] is True and report["numeric"] == "checked"
+    m = load_manifest(tmp_path / "b")
+    assert set(m["artifacts"]) == {"step", "decoder", "encoder"}
+    assert [i["name"] for i in m["artifacts"]["step"]["inputs"]] == ["latent", "t", "dt", "class_id", "cfg"]
+    assert m["sampler"]["schedule"] == [1.0, 0.5, 0.0]
+    if target == "executorch":
+        assert m["artifacts"]["step"]["lowering"]["xnnpack_partitions"] == 1
+    # The gate is real: a corrupted reference makes the same artifacts fail.
+    ref = tmp_path / "b" / m["test_vectors"]["trajectory"]["latents"]
+    arr = np.load(ref)
+    arr[-1] += 0.5
+    np.save(ref, arr)
+    assert check_bundle(tmp_path / "b")["passed"] is False
+
+
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_coreml_is_validated_structurally_never_passed(ckpt, tmp_path, quantize):
+    r = export(ckpt, tmp_path / "b", target="coreml", quantize=quantize)
+    assert r.parity["numeric"] == "needs macOS" and r.parity["passed"] is None
+    assert r.parity["structure_ok"], r.parity["problems"]
+    step = r.parity["artifacts"]["step"]
+    assert [i["name"] for i in step["inputs"]] == ["latent", "t", "dt", "class_id", "cfg"]
+    assert step["inputs"][3]["dtype"] == "int32"
+    assert step["outputs"][0]["name"] == "next_latent"
+    assert ("int8" in step["const_dtypes"]) == (quantize == "int8")
+
+
+def test_fused_and_step_graphs_agree(ckpt, tmp_path):
+    step = BundleRuntime(export(ckpt, tmp_path / "s", target="onnx").path)
+    fused = BundleRuntime(export(ckpt, tmp_path / "f", target="onnx", graph="fused").path)
+    assert fused.manifest["artifacts"].keys() == {"fused", "decoder", "encoder"}
+    noise = step.noise(3)
+    np.testing.assert_allclose(step.denoise(noise, 4), fused.denoise(noise, 4), atol=1e-5)
+
+
+def test_unrolled_size_does_not_grow_with_steps(ckpt, tmp_path):
+    sizes = {}
+    for n in (1, 4):
+        r = export(ckpt, tmp_path / f"f{n}", target="onnx", graph="fused", steps=n)
+        model = onnx.load(str(r.path / "fused.onnx"))
+        sizes[n] = sum(len(i.raw_data) for i in model.graph.initializer)
+    weights = sum(p.numel() * 4 for p in LRFPipeline.from_checkpoint(ckpt).denoiser.parameters())
+    assert abs(sizes[4] - sizes[1]) < 0.02 * weights, sizes  # each weight stored once
+    assert sizes[1] < 1.5 * weights
+
+
+def test_lrf_run_matches_lrf_generate(ckpt, tmp_path, capsys):
+    r = export(ckpt, tmp_path / "b", target="onnx", steps=3, cfg=2.0)
+    run_cli.main([str(r.path), "--class", "cat", "--seed", "4", "--out", str(tmp_path / "run.png")])
+    assert "per-step ms" in capsys.readouterr().out
+    generate_main(["--checkpoint", str(ckpt), "--class", "cat", "--seed", "4", "--steps", "3", "--cfg", "2",
+                   "--out", str(tmp_path / "gen")])
+    a = np.asarray(Image.open(tmp_path / "run.png"), dtype=int)
+    b = np.asarray(Image.open(tmp_path / "gen" / "cat_seed4.png"), dtype=int)
+    assert np.abs(a - b).max() <= 1
+
+
+def test_tampered_and_truncated_bundles_are_rejected(ckpt, tmp_path):
+    r = export(ckpt, tmp_path / "b", target="onnx")
+    step = r.path / "step.onnx"
+    data = bytearray(step.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    step.write_bytes(bytes(data))
+    with pytest.raises(LRFError, match="step.onnx does not match its sha256"):
+        BundleRuntime(r.path)
+    step.write_bytes(bytes(data[:100]))
+    with pytest.raises(LRFError, match="step.onnx"):
+        load_manifest(r.path)
+    (r.path / "manifest.json").write_text("{ not json")
+    with pytest.raises(LRFError, match="manifest.json is corrupt"):
+        load_manifest(r.path)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--target", "tflite", "--steps", "4"], "unknown target 'tflite'"),
+    (["--target", "onnx", "--steps", "0"], "--steps 0"),
+    (["--target", "onnx", "--steps", "2", "--quantize", "int4"], "--quantize int4"),
+])
+def test_bad_arguments_give_one_line_errors(ckpt, tmp_path, capsys, args, message):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as e:
+        export_cli.main(args + ["--checkpoint", str(ckpt), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_wrong_checkpoint_leaves_nothing_behind(ckpt, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(ckpt, bad)
+    w = bad / "denoiser" / "diffusion_pytorch_model.safetensors"
+    w.write_bytes(w.read_bytes()[:64])
+    out = tmp_path / "out" / "bundle"
+    with pytest.raises(SystemExit):
+        export_cli.main(["--target", "onnx", "--steps", "2", "--checkpoint", str(bad), "--out", str(out)])
+    assert "corrupt" in capsys.readouterr().err
+    assert not out.exists()
+    # And a failure half-way through lowering leaves no temporary directory either.
+    with pytest.raises(LRFError):
+        export_bundles(ExportOptions(target="onnx", steps=2, checkpoint=str(ckpt), out=str(out), recursions=9))
+    assert not out.exists() and not (out.parent.exists() and list(out.parent.iterdir()))

@@ -115,10 +115,9 @@ def _export_one(target: Target, precision: str, specs: dict[str, GraphSpec], ref
         artifacts = {}
         for kind, spec in specs.items():
             task = progress.add_task(f"{target.name}:{kind} lower ({precision})", total=None) if progress else None
-            if kind == "fused":  # the unroll pass's guarantees, checked on the traced program
-                program = export_static(spec)
-                assert_no_control_flow(program)
-                assert_weights_stored_once(program, spec.module)
+            program = export_static(spec)  # the unroll pass's guarantees, on the traced program
+            assert_no_control_flow(program)
+            assert_weights_stored_once(program, spec.module)
             file = f"{kind}{target.suffix}"
             lowered = target.lower(spec, tmp / file, precision, calib.get(kind))
             spec_t = spec.with_class_dtype(target.class_dtype)

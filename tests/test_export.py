@@ -149,3 +149,14 @@ def test_wrong_checkpoint_leaves_nothing_behind(ckpt, tmp_path, capsys):
     with pytest.raises(LRFError):
         export_bundles(ExportOptions(target="onnx", steps=2, checkpoint=str(ckpt), out=str(out), recursions=9))
     assert not out.exists() and not (out.parent.exists() and list(out.parent.iterdir()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_shipped_model_exports_to_every_target(tmp_path, quantize):
+    results = export_bundles(ExportOptions(target="all", steps=4, quantize=quantize, out=str(tmp_path)))
+    assert {r.target for r in results} == {"coreml", "executorch", "onnx"}
+    for r in results:
+        assert r.ok, (r.target, r.parity)
+        if r.target != "coreml":
+            assert r.parity["passed"] is True

@@ -153,6 +153,18 @@ def take(images: np.ndarray, labels: np.ndarray, limit: int | None) -> tuple[np.
 # --- autoencoder --------------------------------------------------------------------------
 
 
+class Reconstruction(torch.nn.Module):
+    """encode -> decode, differentiable. ``AutoencoderTiny.forward`` rounds latents to uint8
+    (a diffusers quirk), which would cut the encoder's gradient."""
+
+    def __init__(self, ae):
+        super().__init__()
+        self.ae = ae
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ae.decode(self.ae.encode(x).latents).sample
+
+
 @torch.no_grad()
 def evaluate_autoencoder(ae, images: np.ndarray, device: torch.device, batch_size: int = 500) -> dict[str, float]:
     """Reconstruction MSE on the [-1,1] scale and PSNR (peak-to-peak 2) over ``images``."""
@@ -174,7 +186,7 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
     train_x, train_y = take(*load_cifar10(args.data, "train"), args.limit)
     test_x, _ = load_cifar10(args.data, "test")
     ae = build_autoencoder(args.downsample, args.latent_channels, args.channels).to(rt.device)
-    model = wrap_ddp(ae, rt)
+    model = wrap_ddp(Reconstruction(ae), rt)
     opt = torch.optim.AdamW(ae.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = len(train_x) // (args.batch_size * rt.world)
     total = max(1, int(args.epochs * steps_per_epoch))
@@ -192,8 +204,7 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
             x = torch.where(torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5, x.flip(3), x)
             set_lr(opt, cosine_lr(step, total, args.lr, warmup=min(500, total // 10 + 1)))
             with rt.autocast():
-                y = model(x).sample if rt.world > 1 else ae.decode(ae.encode(x).latents).sample
-            y = y.float()
+                y = model(x).float()
             loss = F.l1_loss(y, x) + F.mse_loss(y, x)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from lrf_model.data import class_index
 from lrf_model.errors import LRFError, cli_errors
 from lrf_model.sampling import portable_noise
 
@@ -37,13 +38,7 @@ class BundleRuntime:
         return self.manifest["sampler"]
 
     def class_index(self, name_or_index: str | int) -> int:
-        names = self.manifest["class_names"]
-        key = str(name_or_index).strip().lower()
-        if key in names:
-            return names.index(key)
-        if key.isdigit() and int(key) < len(names):
-            return int(key)
-        raise LRFError(f"unknown class '{name_or_index}'; use one of {', '.join(names)} or an index 0-{len(names) - 1}")
+        return class_index(self.manifest["class_names"], name_or_index)
 
     def _require(self, kind: str):
         runner = self.runners.get(kind)

@@ -16,6 +16,7 @@ import io
 import pickle
 import tarfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -29,6 +30,16 @@ CIFAR10_CLASSES: tuple[str, ...] = (
     "dog", "frog", "horse", "ship", "truck",
 )
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def class_index(names: Sequence[str], name_or_index: str | int) -> int:
+    """Resolve a class name ('cat') or index ('3'); anything else is a one-line error."""
+    key = str(name_or_index).strip().lower()
+    if key in names:
+        return list(names).index(key)
+    if key.isdigit() and int(key) < len(names):
+        return int(key)
+    raise LRFError(f"unknown class '{name_or_index}'; use one of {', '.join(names)} or an index 0-{len(names) - 1}")
 
 
 def default_data_path() -> Path:

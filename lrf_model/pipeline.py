@@ -19,7 +19,7 @@ from diffusers import AutoencoderTiny, DiffusionPipeline, ImagePipelineOutput
 from PIL import Image
 
 from .autoencoder import from_model_space, load_autoencoder
-from .data import CIFAR10_CLASSES, tensor_to_images
+from .data import CIFAR10_CLASSES, class_index, tensor_to_images
 from .errors import LRFError
 from .model import LRFDenoiser
 from .sampling import batch_noise, sample, schedule
@@ -92,14 +92,7 @@ class LRFPipeline(DiffusionPipeline):
         return (c.latent_channels, c.latent_size, c.latent_size)
 
     def class_index(self, name_or_index: str | int) -> int:
-        """Accept a class name ('cat') or index ('3'); anything else is a clear error."""
-        names = self.class_names
-        key = str(name_or_index).strip().lower()
-        if key in names:
-            return names.index(key)
-        if key.isdigit() and int(key) < len(names):
-            return int(key)
-        raise LRFError(f"unknown class '{name_or_index}'; use one of {', '.join(names)} or an index 0-{len(names) - 1}")
+        return class_index(self.class_names, name_or_index)
 
     @torch.no_grad()
     def generate_latents(

@@ -129,8 +129,7 @@ def guided_step(
     return z - dt.reshape(-1, 1, 1, 1) * v
 
 
-@torch.no_grad()
-def sample(
+def integrate(
     model: Callable[..., torch.Tensor],
     noise: torch.Tensor,
     class_labels: torch.Tensor,
@@ -143,21 +142,9 @@ def sample(
     """Euler-integrate from ``noise`` at ``ts[0]`` to ``ts[-1]``; returns the final latent.
 
     ``callback(i, z)`` is called after step ``i`` (progress bars, trajectory capture).
+    Free of any grad context, so ``torch.export`` can unroll it; :func:`sample` is the same
+    under ``torch.no_grad``.
     """
-    return integrate(model, noise, class_labels, ts, null_class, cfg_scale, recursions, callback)
-
-
-def integrate(
-    model: Callable[..., torch.Tensor],
-    noise: torch.Tensor,
-    class_labels: torch.Tensor,
-    ts: Sequence[float],
-    null_class: int,
-    cfg_scale: torch.Tensor | float,
-    recursions: int | None = None,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
-) -> torch.Tensor:
-    """The Euler loop of :func:`sample` without a grad context, so ``torch.export`` can unroll it."""
     z = noise
     B = z.shape[0]
     for i in range(len(ts) - 1):
@@ -167,3 +154,6 @@ def integrate(
         if callback is not None:
             callback(i, z)
     return z
+
+
+sample = torch.no_grad()(integrate)

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
     opts = ExportOptions(target=a.target, steps=a.steps, recursions=a.recursions, quantize=a.quantize, graph=a.graph,
                          checkpoint=a.checkpoint, out=a.out, cfg=a.cfg)
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
     with progress_display() as progress:
         results = export_bundles(opts, progress)
     table = Table(title="lrf-export")
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         table.add_column(col)
     for r in results:
         for art in r.artifacts:
-            table.add_row(str(r.path), art["artifact"], f"{art['bytes'] / 1024:.0f} KiB", f"{art['seconds']:.1f}s",
+            table.add_row(r.path.name, art["artifact"], f"{art['bytes'] / 1024:.0f} KiB", f"{art['seconds']:.1f}s",
                           str(art.get("xnnpack_partitions", "-")), verdict(r.parity))
     console.print(table)
     if not all(r.ok for r in results):

@@ -56,6 +56,8 @@ class SpatialMixer(nn.Module):
         self.v = nn.Linear(dim, dim)
         self.proj = nn.Linear(dim, dim)
         self.local = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        # Token sum for linear attention as a matmul with a constant (XNNPACK runs no 'sum').
+        self.register_buffer("token_ones", torch.ones(1, side * side), persistent=False)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         B, N, D = x.shape
@@ -71,7 +73,7 @@ class SpatialMixer(nn.Module):
         else:  # linear attention with a ReLU feature map: O(N d^2) instead of O(N^2 d)
             q, k = F.relu(q) + 1e-3, F.relu(k) + 1e-3
             kv = torch.bmm(k.transpose(1, 2), v)  # (B*h, dh, dh)
-            ksum = torch.matmul(k.transpose(1, 2), torch.ones_like(k[:, :, :1]))  # (B*h, dh, 1)
+            ksum = F.linear(k.transpose(1, 2), self.token_ones)  # (B*h, dh, 1)
             out = torch.bmm(q, kv) / torch.bmm(q, ksum)  # (B*h, N, dh)
         out = out.reshape(B, self.heads, N, D // self.heads).permute(0, 2, 1, 3).reshape(B, N, D)
         grid = x.permute(0, 2, 1).reshape(B, D, self.side, self.side)  # (B, D, H, W)

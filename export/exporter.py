@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from lrf_model.errors import LRFError
-from lrf_model.pipeline import LRFPipeline, default_checkpoint
+from lrf_model.pipeline import DEFAULT_CFG, LRFPipeline, default_checkpoint
 from lrf_model.sampling import schedule
 
 from . import test_vectors
@@ -84,8 +84,6 @@ def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> lis
     R = opts.recursions or pipe.denoiser.config.recursions
     if not 1 <= R <= pipe.denoiser.config.max_recursions:
         raise LRFError(f"--recursions {R} is out of range; this checkpoint supports 1-{pipe.denoiser.config.max_recursions}")
-    from lrf_model.pipeline import DEFAULT_CFG
-
     cfg = DEFAULT_CFG if opts.cfg is None else float(opts.cfg)
     ts = schedule(opts.steps, opts.shift)
     den, ae = pipe.denoiser, pipe.autoencoder

@@ -35,7 +35,7 @@ class Target(Protocol):
 
     def lower(self, spec: GraphSpec, path: Path, precision: str, calibration: list[tuple] | None) -> Lowered: ...
 
-    def runner(self, path: Path, spec_inputs: list[dict], spec_outputs: list[dict]) -> Runner | None:
+    def runner(self, path: Path, inputs: list[dict], outputs: list[dict]) -> Runner | None:
         """A host runner, or None where this host cannot execute the format (CoreML on Linux)."""
         ...
 

@@ -1,6 +1,7 @@
 """Self-describing bundles: one directory holding everything a runtime needs and nothing else.
 
-    manifest.json      schema, model config, classes, sampler (steps, schedule, cfg, R),
+    manifest.json      schema, model config, classes, sampler (default steps and schedule, the
+                       schedule of every step count offered, cfg, R), parity tolerance,
                        latent/image shapes and scaling, noise generator, artifacts with their
                        named inputs/outputs, test-vector index, sha256 of every file, tool versions
     step.<ext>         (or fused.<ext>) the denoising graph
@@ -28,7 +29,7 @@ import numpy as np
 
 from lrf_model.errors import LRFError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sampler.schedules and tolerance, read by the native, web and mobile runtimes
 MANIFEST = "manifest.json"
 HASH_EXEMPT = {MANIFEST}
 

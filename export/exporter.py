@@ -22,13 +22,16 @@ from lrf_model.sampling import schedule
 from . import test_vectors
 from .bundle import staged_directory, write_manifest
 from .graphs import GraphSpec, decoder_spec, encoder_spec, step_spec
-from .parity import check_bundle, gate_ok
+from .parity import TOLERANCES, check_bundle, gate_ok
 from .passes.unroll import assert_no_control_flow, assert_weights_stored_once, fused_spec
 from .passes.static_shapes import export_static
 from .targets import Target, get_target, precision_for
 
 GRAPHS = ("step", "fused")
 QUANTIZE = ("none", "int8")
+# Step counts a step-graph bundle offers besides its default: the step graph takes t and dt as
+# inputs, so any schedule runs; the manifest lists them so that no runtime computes a schedule.
+OFFERED_STEPS = (1, 2, 4, 8, 16)
 
 
 @dataclass
@@ -135,8 +138,10 @@ def _export_one(target: Target, precision: str, specs: dict[str, GraphSpec], ref
             "null_class": den.config.num_classes,
             "target": target.name,
             "precision": precision,
-            "sampler": {"graph": opts.graph, "steps": opts.steps, "schedule": ts, "shift": opts.shift, "cfg": cfg,
-                        "recursions": R, "solver": "euler", "prediction": "velocity (noise - z0)"},
+            "sampler": {"graph": opts.graph, "steps": opts.steps, "schedule": ts, "schedules": offered_schedules(opts),
+                        "shift": opts.shift, "cfg": cfg, "recursions": R, "solver": "euler",
+                        "prediction": "velocity (noise - z0)"},
+            "tolerance": TOLERANCES[precision],
             "latent": {"shape": [1, den.config.latent_channels, den.config.latent_size, den.config.latent_size],
                        "scaling_factor": ae.config.scaling_factor, "shift_factor": ae.config.shift_factor,
                        "note": "artifacts take and return model-space latents; the decoder un-scales inside"},
@@ -155,6 +160,12 @@ def _export_one(target: Target, precision: str, specs: dict[str, GraphSpec], ref
         if progress:
             progress.update(task, total=1, completed=1, description=f"{target.name}: parity {verdict(result.parity)}")
     return result
+
+
+def offered_schedules(opts: ExportOptions) -> dict[str, list[float]]:
+    """``{"N": schedule(N)}`` for every step count the bundle runs (only its own N when fused)."""
+    steps = {opts.steps} if opts.graph == "fused" else {opts.steps, *OFFERED_STEPS}
+    return {str(n): schedule(n, opts.shift) for n in sorted(steps)}
 
 
 def _public(config) -> dict:

@@ -3,6 +3,8 @@
 ``BundleRuntime`` reads the manifest (verified), opens each artifact with its target's host
 runner, and loops over the manifest's schedule (step graph) or calls the fused graph. The
 parity gate, ``lrf-run`` and the benchmarks all go through it, so the loop exists once.
+It imports no torch: an ONNX bundle runs in a process holding only NumPy and ONNX Runtime,
+which is what the memory benchmark measures.
 """
 
 from __future__ import annotations
@@ -15,22 +17,24 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from lrf_model.data import class_index
+from lrf_model.classes import class_index
 from lrf_model.errors import LRFError, cli_errors
-from lrf_model.sampling import portable_noise
+from lrf_model.noise import noise_array
 
 from .bundle import load_manifest
 from .targets import get_target
 
 
 class BundleRuntime:
-    def __init__(self, root: str | Path, verify: bool = True):
+    """A verified bundle opened on this host; ``threads`` sizes the runtime's CPU thread pool."""
+
+    def __init__(self, root: str | Path, verify: bool = True, threads: int | None = None):
         self.root = Path(root)
         self.manifest = load_manifest(self.root, verify=verify)
         target = get_target(self.manifest["target"])
         self.runners = {}
         for kind, art in self.manifest["artifacts"].items():
-            self.runners[kind] = target.runner(self.root / art["file"], art["inputs"], art["outputs"])
+            self.runners[kind] = target.runner(self.root / art["file"], art["inputs"], art["outputs"], threads)
         self.executable = all(r is not None for r in self.runners.values())
 
     @property
@@ -47,14 +51,24 @@ class BundleRuntime:
                            "(Core ML runs on macOS/iOS only)")
         return runner
 
-    def noise(self, seed: int) -> np.ndarray:
-        return portable_noise(seed, self.manifest["latent"]["shape"][1:])[None].numpy()
+    def schedule(self, steps: int | None = None) -> list[float]:
+        """The manifest's schedule for ``steps`` (default: the bundle's own step count)."""
+        s = self.sampler
+        if steps is None or steps == s["steps"]:
+            return s["schedule"]
+        if str(steps) not in s["schedules"]:
+            raise LRFError(f"this bundle offers steps {', '.join(s['schedules'])}, not {steps}; "
+                           "pick one of those or re-export with --steps")
+        return s["schedules"][str(steps)]
 
-    def denoise(self, noise: np.ndarray, class_id: int,
+    def noise(self, seed: int) -> np.ndarray:
+        return noise_array(seed, self.manifest["latent"]["shape"][1:])[None]
+
+    def denoise(self, noise: np.ndarray, class_id: int, steps: int | None = None,
                 callback: Callable[[int, np.ndarray, float], None] | None = None) -> np.ndarray:
         """Final latent from ``noise``; ``callback(i, latent, seconds)`` after each step."""
         s = self.sampler
-        ts, cfg = s["schedule"], s["cfg"]
+        ts, cfg = self.schedule(steps), s["cfg"]
         cls = np.array([class_id], dtype=np.int64)
         if s["graph"] == "fused":
             t0 = time.perf_counter()
@@ -90,13 +104,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("bundle")
     p.add_argument("--class", dest="cls", default="0", help="class name or index")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="one of the step counts the manifest offers (default: its own)")
     p.add_argument("--out", default="out.png")
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscale of the PNG")
     args = p.parse_args(argv)
     rt = BundleRuntime(args.bundle)
     cls = rt.class_index(args.cls)
     times: list[float] = []
-    z = rt.denoise(rt.noise(args.seed), cls, callback=lambda i, _z, s: times.append(s))
+    z = rt.denoise(rt.noise(args.seed), cls, args.steps, callback=lambda i, _z, s: times.append(s))
     t0 = time.perf_counter()
     image = rt.decode(z)
     decode_s = time.perf_counter() - t0

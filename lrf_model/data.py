@@ -23,23 +23,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from .classes import CIFAR10_CLASSES, class_index  # noqa: F401  (re-exported)
 from .errors import LRFError
 
-CIFAR10_CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def class_index(names: Sequence[str], name_or_index: str | int) -> int:
-    """Resolve a class name ('cat') or index ('3'); anything else is a one-line error."""
-    key = str(name_or_index).strip().lower()
-    if key in names:
-        return list(names).index(key)
-    if key.isdigit() and int(key) < len(names):
-        return int(key)
-    raise LRFError(f"unknown class '{name_or_index}'; use one of {', '.join(names)} or an index 0-{len(names) - 1}")
 
 
 def default_data_path() -> Path:

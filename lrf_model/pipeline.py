@@ -19,7 +19,8 @@ from diffusers import AutoencoderTiny, DiffusionPipeline, ImagePipelineOutput
 from PIL import Image
 
 from .autoencoder import from_model_space, load_autoencoder
-from .data import CIFAR10_CLASSES, class_index, tensor_to_images
+from .classes import CIFAR10_CLASSES, class_index
+from .data import tensor_to_images
 from .errors import LRFError
 from .model import LRFDenoiser
 from .sampling import batch_noise, sample, schedule

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
-from ..graphs import GraphSpec
+if TYPE_CHECKING:  # runners must not import torch (see lrf_export.run)
+    from ..graphs import GraphSpec
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -35,8 +36,11 @@ class Target(Protocol):
 
     def lower(self, spec: GraphSpec, path: Path, precision: str, calibration: list[tuple] | None) -> Lowered: ...
 
-    def runner(self, path: Path, inputs: list[dict], outputs: list[dict]) -> Runner | None:
-        """A host runner, or None where this host cannot execute the format (CoreML on Linux)."""
+    def runner(self, path: Path, inputs: list[dict], outputs: list[dict], threads: int | None = None) -> Runner | None:
+        """A host runner, or None where this host cannot execute the format (CoreML on Linux).
+
+        ``threads`` sizes the runtime's CPU thread pool (None: the runtime's default), so the
+        benchmarks compare runtimes on the same number of cores."""
         ...
 
 

@@ -13,11 +13,14 @@ import time
 import warnings
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ..graphs import GraphSpec
-from ..passes.static_shapes import export_static
 from .base import Lowered, Runner, cast_feeds
+
+if TYPE_CHECKING:
+    from ..graphs import GraphSpec
 
 
 class CoreMLTarget:
@@ -28,6 +31,8 @@ class CoreMLTarget:
 
     def lower(self, spec: GraphSpec, path: Path, precision: str, calibration: list[tuple] | None) -> Lowered:
         import coremltools as ct
+
+        from ..passes.static_shapes import export_static
 
         t0 = time.perf_counter()
         spec = spec.with_class_dtype(self.class_dtype)
@@ -50,7 +55,8 @@ class CoreMLTarget:
         model.save(str(path))
         return Lowered(path, precision, time.perf_counter() - t0, structure(path))
 
-    def runner(self, path: Path, inputs: list[dict], outputs: list[dict]) -> Runner | None:
+    def runner(self, path: Path, inputs: list[dict], outputs: list[dict], threads: int | None = None) -> Runner | None:
+        # Core ML schedules its own compute units; ``threads`` has no counterpart there.
         if platform.system() != "Darwin":
             return None
         import coremltools as ct

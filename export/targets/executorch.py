@@ -11,12 +11,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from ..graphs import GraphSpec
-from ..passes.static_shapes import export_static
+import numpy as np
+
 from .base import Lowered, Runner, cast_feeds
+
+if TYPE_CHECKING:
+    from ..graphs import GraphSpec
 
 
 def op_name(target) -> str:
@@ -43,6 +45,8 @@ class ExecuTorchTarget:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
+        from ..passes.static_shapes import export_static
+
         t0 = time.perf_counter()
         program = export_static(spec)
         if precision == "int8":
@@ -54,8 +58,13 @@ class ExecuTorchTarget:
         path.write_bytes(edge.to_executorch().buffer)
         return Lowered(path, precision, time.perf_counter() - t0, report)
 
-    def runner(self, path: Path, inputs: list[dict], outputs: list[dict]) -> Runner:
+    def runner(self, path: Path, inputs: list[dict], outputs: list[dict], threads: int | None = None) -> Runner:
+        import torch
+        from executorch.extension.pybindings import _C
         from executorch.runtime import Runtime
+
+        if threads:
+            _C._unsafe_reset_threadpool(threads)  # one process-wide pool, as on a phone
 
         method = Runtime.get().load_program(Path(path)).load_method("forward")
 

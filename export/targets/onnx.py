@@ -7,12 +7,14 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from ..graphs import GraphSpec
-from ..passes.static_shapes import export_static
+import numpy as np
+
 from .base import Lowered, Runner, cast_feeds
+
+if TYPE_CHECKING:
+    from ..graphs import GraphSpec
 
 OPSET = 18  # opset 17 produced a model ONNX Runtime rejects
 
@@ -48,6 +50,9 @@ class OnnxTarget:
 
     def lower(self, spec: GraphSpec, path: Path, precision: str, calibration: list[tuple] | None) -> Lowered:
         import onnx
+        import torch
+
+        from ..passes.static_shapes import export_static
 
         t0 = time.perf_counter()
         program = export_static(spec)
@@ -73,11 +78,14 @@ class OnnxTarget:
             fp32_path.unlink()
         return Lowered(path, precision, time.perf_counter() - t0, details)
 
-    def runner(self, path: Path, inputs: list[dict], outputs: list[dict]) -> Runner:
+    def runner(self, path: Path, inputs: list[dict], outputs: list[dict], threads: int | None = None) -> Runner:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
         def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
 
+from lrf_export.exporter import BundleResult, ExportOptions, export_bundles
 from lrf_model.autoencoder import build_autoencoder
 from lrf_model.model import LRFDenoiser
 from lrf_model.pipeline import LRFPipeline
@@ -40,3 +42,30 @@ def tiny_checkpoint(tmp_path, tiny_denoiser) -> Path:
     root = tmp_path / "ckpt"
     pipe.save_pretrained(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def export_checkpoint(tmp_path_factory) -> Path:
+    """A tiny checkpoint whose convs are above coremltools' 2048-weight quantization threshold."""
+    torch.manual_seed(0)
+    den = randomize(LRFDenoiser(hidden_dim=32, num_heads=2, num_blocks=2, time_freq_dim=16), std=0.1)
+    root = tmp_path_factory.mktemp("export") / "tiny"
+    LRFPipeline(den, build_autoencoder(4, 4, 16)).save_pretrained(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(export_checkpoint, tmp_path_factory) -> Callable[..., BundleResult]:
+    """``tiny_bundle(target, quantize)``: a 2-step bundle of :func:`export_checkpoint`, exported once
+    per session (ExecuTorch lowering takes tens of seconds). Tests that modify one copy it first."""
+    cache: dict[tuple[str, str], BundleResult] = {}
+
+    def get(target: str, quantize: str = "none") -> BundleResult:
+        if (target, quantize) not in cache:
+            out = tmp_path_factory.mktemp("bundles") / f"{target}-{quantize}"
+            (result,) = export_bundles(ExportOptions(target=target, steps=2, quantize=quantize,
+                                                     checkpoint=str(export_checkpoint), out=str(out)))
+            cache[target, quantize] = result
+        return cache[target, quantize]
+
+    return get

@@ -18,22 +18,14 @@ from lrf_export.bundle import load_manifest
 from lrf_export.exporter import ExportOptions, export_bundles
 from lrf_export.parity import check_bundle
 from lrf_export.run import BundleRuntime
-from lrf_model.autoencoder import build_autoencoder
 from lrf_model.errors import LRFError
 from lrf_model.generate import main as generate_main
-from lrf_model.model import LRFDenoiser
 from lrf_model.pipeline import LRFPipeline
 
-from .conftest import randomize
 
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    den = randomize(LRFDenoiser(hidden_dim=32, num_heads=2, num_blocks=2, time_freq_dim=16), std=0.1)
-    root = tmp_path_factory.mktemp("export") / "tiny"
-    LRFPipeline(den, build_autoencoder(4, 4, 16)).save_pretrained(root)  # convs above coremltools' 2048-weight threshold
-    return root
+@pytest.fixture
+def ckpt(export_checkpoint) -> Path:
+    return export_checkpoint
 
 
 def export(ckpt: Path, out: Path, **kw):
@@ -44,15 +36,17 @@ def export(ckpt: Path, out: Path, **kw):
 
 @pytest.mark.parametrize("target,quantize", [("onnx", "none"), ("onnx", "int8"), ("executorch", "none"),
                                              ("executorch", "int8")])
-def test_export_passes_parity_gate(ckpt, tmp_path, target, quantize):
-    r = export(ckpt, tmp_path / "b", target=target, quantize=quantize)
+def test_export_passes_parity_gate(tiny_bundle, tmp_path, target, quantize):
+    r = tiny_bundle(target, quantize)
     assert r.ok, r.parity
+    shutil.copytree(r.path, tmp_path / "b")
     report = json.loads((tmp_path / "b" / "parity.json").read_text())
     assert report["passed"] is True and report["numeric"] == "checked"
     m = load_manifest(tmp_path / "b")
     assert set(m["artifacts"]) == {"step", "decoder", "encoder"}
     assert [i["name"] for i in m["artifacts"]["step"]["inputs"]] == ["latent", "t", "dt", "class_id", "cfg"]
     assert m["sampler"]["schedule"] == [1.0, 0.5, 0.0]
+    assert m["sampler"]["schedules"]["4"] == [1.0, 0.75, 0.5, 0.25, 0.0] and m["tolerance"] == report["tolerance"]
     if target == "executorch":
         assert m["artifacts"]["step"]["lowering"]["xnnpack_partitions"] == 1
     # The gate is real: a corrupted reference makes the same artifacts fail.

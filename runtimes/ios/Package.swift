@@ -1,0 +1,36 @@
+// swift-tools-version:5.9
+// LRF on iOS/macOS: the LRFRuntime library (bundle manifest, portable noise, .npy reader, the
+// sampler loop, Core ML runners, self-test, memory) and, on a Mac, the LRFApp demo executable.
+// See README.md for how to build, test and put the same App/ sources into an iOS app target.
+import PackageDescription
+
+var products: [Product] = [
+    .library(name: "LRFRuntime", targets: ["LRFRuntime"]),
+]
+
+var targets: [Target] = [
+    // Pure Swift + Foundation; the Core ML, CryptoKit, CoreGraphics and Mach parts are behind
+    // `#if canImport(...)`, so the manifest, noise, .npy, schedule and loop also build on Linux.
+    .target(name: "LRFRuntime", path: "Sources/LRFRuntime"),
+    .testTarget(
+        name: "LRFRuntimeTests",
+        dependencies: ["LRFRuntime"],
+        path: "Tests/LRFRuntimeTests",
+        resources: [.copy("Fixtures")]
+    ),
+]
+
+#if os(macOS)
+// The SwiftUI demo as a macOS executable (`swift run LRFApp`). The same App/ sources go into an
+// iOS app target in Xcode (README.md); SwiftPM alone cannot produce an installable iOS .app.
+// The manifest is evaluated on the host, so on Linux this target does not exist at all.
+products.append(.executable(name: "LRFApp", targets: ["LRFApp"]))
+targets.append(.executableTarget(name: "LRFApp", dependencies: ["LRFRuntime"], path: "App"))
+#endif
+
+let package = Package(
+    name: "LRFRuntime",
+    platforms: [.iOS(.v17), .macOS(.v14)],
+    products: products,
+    targets: targets
+)

@@ -1,0 +1,192 @@
+"""The web runtime (runtimes/web) end to end, in Debian's Chromium driven by playwright-core.
+
+Exports the shipped model to an ONNX bundle, serves it with runtimes/web/serve.py (COOP/COEP),
+and runs runtimes/web/tests/e2e.mjs: the page's image for the trajectory class/seed against the
+bundle's reference, another class/seed against lrf-run's PNG, the in-browser Self-test (must
+pass), a tampered test vector with its sha256 updated (the Self-test must fail on the numbers)
+and a tampered file with the manifest left alone (the page must refuse the bundle). The float
+images the page produced are checked again here with export/parity.py's own PSNR.
+
+Skips (with the reason) only when node, /usr/bin/chromium or runtimes/web's node_modules are
+missing; node_modules is installed with ``npm ci`` from the committed package-lock.json first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB = ROOT / "runtimes" / "web"
+CHROMIUM = Path("/usr/bin/chromium")
+NODE_PACKAGES = ("onnxruntime-web", "playwright-core")
+OTHER_CLASS, OTHER_SEED = "ship", 7
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node is not installed (the web runtime's tests run in Node and Chromium)")
+    return node
+
+
+def _node_modules() -> None:
+    """runtimes/web/node_modules from package-lock.json (``npm ci`` when absent), or skip saying why."""
+    missing = [p for p in NODE_PACKAGES if not (WEB / "node_modules" / p / "package.json").is_file()]
+    if not missing:
+        return
+    npm = shutil.which("npm")
+    if not npm:
+        pytest.skip(f"runtimes/web/node_modules lacks {', '.join(missing)} and npm is not installed to run `npm ci`")
+    r = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=WEB, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.skip(f"runtimes/web/node_modules is missing and `npm ci` failed: {(r.stderr or r.stdout).strip()[-500:]}")
+
+
+def _chromium() -> None:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+
+
+def test_js_noise_matches_python_bit_for_bit():
+    """noise.js against lrf_model/noise.py: seeds around the edges, an odd element count (half a pair)."""
+    from lrf_model.noise import noise_array
+
+    node = _node()
+    cases = [(0, [4, 8, 8]), (1, [4, 8, 8]), (123456789, [3, 5, 7]), (-1, [17]), (2**32 + 5, [9]), (2**31, [4, 8, 8])]
+    script = ("import { noiseArray } from './src/noise.js';"
+              f"const cases = {json.dumps(cases)};"
+              "console.log(JSON.stringify(cases.map(([s, shape]) => Array.from(noiseArray(s, shape)))));")
+    r = subprocess.run([node, "--input-type=module", "-e", script], cwd=WEB, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for (seed, shape), got in zip(cases, json.loads(r.stdout)):
+        ref = noise_array(seed, shape).ravel()
+        np.testing.assert_array_equal(np.array(got, dtype=np.float32), ref, err_msg=f"seed {seed}, shape {shape}")
+
+
+def test_js_npy_reader_matches_numpy(tmp_path):
+    """npy.js on what NumPy writes: float32/int64/int32, a 0-d array, format 2.0; big-endian and Fortran refused."""
+    node = _node()
+    rng = np.random.default_rng(0)
+    arrays = {"f32": rng.standard_normal((2, 3, 5)).astype(np.float32), "i64": np.array([3, -7, 2**40], np.int64),
+              "i32": np.arange(6, dtype=np.int32).reshape(2, 3), "scalar": np.array(1.5, np.float32)}
+    for name, a in arrays.items():
+        np.save(tmp_path / f"{name}.npy", a)
+    with open(tmp_path / "v2.npy", "wb") as f:
+        np.lib.format.write_array(f, arrays["f32"], version=(2, 0))
+    arrays["v2"] = arrays["f32"]
+    np.save(tmp_path / "big.npy", arrays["f32"].astype(">f4"))
+    np.save(tmp_path / "fortran.npy", np.asfortranarray(arrays["i32"]))
+    script = ("import { parseNpy } from './src/npy.js'; import { readFileSync } from 'node:fs';"
+              f"const dir = {json.dumps(str(tmp_path))}; const out = {{}};"
+              "for (const n of ['f32', 'i64', 'i32', 'scalar', 'v2', 'big', 'fortran']) {"
+              "  try { const a = parseNpy(readFileSync(`${dir}/${n}.npy`), n);"
+              "        out[n] = { dtype: a.dtype, shape: a.shape, data: Array.from(a.data, String) }; }"
+              "  catch (e) { out[n] = { error: e.message }; } }"
+              "console.log(JSON.stringify(out));")
+    r = subprocess.run([node, "--input-type=module", "-e", script], cwd=WEB, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    for name in ("f32", "i64", "i32", "scalar", "v2"):
+        a = arrays[name]
+        assert got[name]["dtype"] == str(a.dtype) and got[name]["shape"] == list(a.shape), (name, got[name])
+        np.testing.assert_array_equal(np.array(got[name]["data"], dtype=np.float64 if a.dtype.kind == "f" else object)
+                                      .astype(a.dtype), a.ravel(), err_msg=name)
+    assert "not supported" in got["big"]["error"] and "Fortran" in got["fortran"]["error"]
+
+
+def _rehash(manifest_path: Path, root: Path, rel: str) -> None:
+    m = json.loads(manifest_path.read_text())
+    m["files"][rel] = hashlib.sha256((root / rel).read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(m, indent=2) + "\n")
+
+
+@pytest.mark.slow
+def test_web_page_end_to_end(tmp_path):
+    node = _node()
+    _chromium()
+    _node_modules()
+    from lrf_export.exporter import ExportOptions, export_bundles
+    from lrf_export.parity import psnr
+    from lrf_export.run import main as lrf_run
+    from lrf_export.run import to_uint8
+
+    (result,) = export_bundles(ExportOptions(target="onnx", steps=4, out=str(tmp_path / "bundle")))
+    assert result.ok, result.parity
+    bundle = result.path
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    other_png = tmp_path / f"{OTHER_CLASS}{OTHER_SEED}.png"
+    lrf_run([str(bundle), "--class", OTHER_CLASS, "--seed", str(OTHER_SEED), "--out", str(other_png)])
+
+    # A tampered test vector whose sha256 is updated: only the numbers can catch it.
+    tampered = tmp_path / "tampered"
+    shutil.copytree(bundle, tampered)
+    rel = manifest["test_vectors"]["trajectory"]["latents"]
+    latents = np.load(tampered / rel)
+    latents[-1] += 0.5
+    np.save(tampered / rel, latents)
+    _rehash(tampered / "manifest.json", tampered, rel)
+    # A changed file, manifest untouched: the page must refuse the bundle.
+    unhashed = tmp_path / "unhashed"
+    shutil.copytree(bundle, unhashed)
+    with open(unhashed / "step.onnx", "r+b") as f:
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 1]))
+
+    server = subprocess.Popen([sys.executable, str(WEB / "serve.py"), "--bundle", str(bundle), "--port", "0",
+                               "--mount", f"/tampered/={tampered}", "--mount", f"/unhashed/={unhashed}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline().strip()
+        assert line.startswith("serving http://127.0.0.1:"), (line, server.stderr.read() if server.poll() is not None else "")
+        url = line.split(" ", 1)[1]
+        report_path, shot = tmp_path / "e2e.json", tmp_path / "screenshot.png"
+        r = subprocess.run([node, "tests/e2e.mjs", "--url", url, "--out", str(report_path), "--screenshot", str(shot),
+                            "--threads", "2", "--other-png", str(other_png), "--other-class", OTHER_CLASS,
+                            "--other-seed", str(OTHER_SEED), "--corrupt-bundle", "./tampered/",
+                            "--unhashed-bundle", "./unhashed/"],
+                           cwd=WEB, capture_output=True, text=True, timeout=300)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert r.returncode == 0, f"e2e.mjs failed:\n{r.stdout}\n{r.stderr}"
+    report = json.loads(report_path.read_text())
+    assert report["passed"] and not report["failures"], report["failures"]
+    assert report["browser"]["crossOriginIsolated"] is True
+
+    gate = manifest["tolerance"]["image_psnr_db"]
+    tv = manifest["test_vectors"]["trajectory"]
+    assert (report["reference"]["class"], report["reference"]["seed"]) == (manifest["class_names"][tv["class_id"]], tv["seed"])
+    shape = manifest["image"]["shape"]
+    page_ref = np.array(report["reference"]["image"], dtype=np.float32).reshape(shape)
+    assert psnr(page_ref, np.load(bundle / tv["image"])) >= gate
+    page_other = np.array(report["lrf_run"]["image"], dtype=np.float32).reshape(shape)
+    png = np.asarray(Image.open(other_png).convert("RGB"), dtype=np.float64).transpose(2, 0, 1)[None] / 127.5 - 1
+    assert psnr(page_other, png) >= gate
+    # Same uint8 rounding as lrf-run; float differences of ~1e-7 may at most flip a value at a .5 boundary.
+    diff = np.abs(to_uint8(page_other).astype(int) - np.asarray(Image.open(other_png).convert("RGB"), dtype=int))
+    assert diff.max() <= 1, diff.max()
+
+    st = report["selftest"]
+    assert st["passed"] and report["noise"]["differing"] == 0 and report["noise"]["maxAbs"] == 0
+    names = [c["name"] for c in st["checks"]]
+    n_steps = len(manifest["sampler"]["schedule"]) - 1
+    assert sum(n.startswith("single step") for n in names) == len(manifest["test_vectors"]["steps"])
+    assert sum(n.startswith("trajectory step") for n in names) == n_steps
+    assert any(n.startswith("noise of seed") for n in names) and any(n.startswith("final image") for n in names)
+    assert any(n.startswith("decoder") for n in names)
+    failed = report["corrupt_selftest"]["failed"]
+    assert not report["corrupt_selftest"]["passed"] and any(n.startswith(f"trajectory step {n_steps - 1}") for n in failed), failed
+    assert "sha256" in report["unhashed_bundle"]["error"] and "step.onnx" in report["unhashed_bundle"]["error"]
+    with Image.open(shot) as im:
+        assert im.format == "PNG" and im.width >= 800

@@ -2,26 +2,34 @@
 whether it raises).
 
 - ExecuTorch/XNNPACK: PT2E static int8 (per-channel symmetric weights, activations calibrated
-  on real latents along real sampling trajectories). The conditioning path (adaLN
-  modulation, time/class embedding, final modulation and output projection) stays in float:
-  those layers scale every activation of the block, so their error is multiplied.
+  on real latents along real sampling trajectories) on every linear of the denoiser but the
+  input embedding and the output projection (4 channels wide: tiny, and their error lands in
+  the velocity unscaled). The adaLN modulation linears are a third of the weights: leaving
+  them float kept the step at 55% of its fp32 size; quantized it is 29%, and the parity gate
+  still holds (measured on 10 trajectories: worst per-step rel 0.050 -> 0.050, image PSNR
+  median 47 -> 46 dB). Quantizing only some of the conditioning path was worse (0.067).
 - ONNX: ``onnxruntime.quantization.quantize_dynamic`` (int8 per-channel weights; on x86
-  without VNNI ``reduce_range=True`` avoids the 16-bit accumulation overflow).
+  without VNNI ``reduce_range=True`` avoids the 16-bit accumulation overflow), after ORT's
+  ``quant_pre_process``: the exporter writes 3-D linears as ``MatMul(x, Transpose(W))``,
+  which the quantizer skips until constant folding has made ``W^T`` an initializer.
 - CoreML: ``coremltools.optimize.coreml.linear_quantize_weights`` (per-channel int8), or
   palettization to 4/6 bits as an option.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
 
 from ..graphs import GraphSpec
 
-# Layers of the denoiser quantized to int8 by the PT2E scheme; everything else (adaLN
-# modulation, time/class embedding, final modulation and output projection) stays float.
-QUANTIZED_DENOISER_LAYERS = ("mix.q", "mix.k", "mix.v", "mix.proj", "fc1", "fc2")
+# Linears of the denoiser quantized to int8 by the PT2E scheme (module paths, by their end):
+# attention and MLP of each block, the adaLN modulations, the time MLP and the final
+# modulation. The input embedding, the output projection and the linear mixer's token sum
+# (a constant ones vector) stay float.
+QUANTIZED_DENOISER_LAYERS = re.compile(r"(mix\.(q|k|v|proj)|fc1|fc2|mod\.\d+|time_mlp[12]|final_(shift|scale))$")
 
 
 def _in_quantized_layer(node) -> bool:
@@ -30,7 +38,7 @@ def _in_quantized_layer(node) -> bool:
     if not stack:
         return False
     path = list(stack.values())[-1][0]
-    return path.endswith(QUANTIZED_DENOISER_LAYERS)
+    return QUANTIZED_DENOISER_LAYERS.search(path) is not None
 
 
 def _denoiser_quantizer(config):
@@ -74,9 +82,15 @@ def quantize_pt2e_xnnpack(spec: GraphSpec, calibration: list[tuple]) -> torch.ex
 
 def quantize_onnx_int8(src: Path, dst: Path) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
-    return {"scheme": "onnxruntime quantize_dynamic int8 per-channel, reduce_range"}
+    folded = dst.with_suffix(".folded.onnx")
+    try:
+        quant_pre_process(str(src), str(folded), skip_symbolic_shape=True)
+        quantize_dynamic(str(folded), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+    finally:
+        folded.unlink(missing_ok=True)
+    return {"scheme": "onnxruntime quant_pre_process + quantize_dynamic int8 per-channel, reduce_range"}
 
 
 def quantize_coreml(mlmodel, scheme: str = "int8"):

@@ -13,6 +13,10 @@
 #include <executorch/extension/tensor/tensor.h>
 #include <executorch/runtime/platform/platform.h>
 
+#ifdef __ANDROID__
+#include <android/log.h>
+#endif
+
 #include "et_threadpool.h"
 #include "lrf/noise.h"
 
@@ -34,7 +38,14 @@ void emit_log(et_timestamp_t, et_pal_log_level_t level, const char* file, const 
   std::lock_guard<std::mutex> lock(log_mutex);
   std::string text(message, length);
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  if (log_verbose) std::fprintf(stderr, "[executorch %c] %s:%zu %s\n", static_cast<char>(level), file, line, text.c_str());
+  if (log_verbose) {
+#ifdef __ANDROID__
+    __android_log_print(level == kError || level == kFatal ? ANDROID_LOG_ERROR : ANDROID_LOG_INFO, "executorch",
+                        "%s:%zu %s", file, line, text.c_str());
+#else
+    std::fprintf(stderr, "[executorch %c] %s:%zu %s\n", static_cast<char>(level), file, line, text.c_str());
+#endif
+  }
   if (level == kError || level == kFatal) last_log_error = text;
 }
 
@@ -167,7 +178,23 @@ std::vector<float> BundleRuntime::noise(uint64_t seed) const {
   return portable_noise(seed, n);
 }
 
+void BundleRuntime::check_input(const char* what, const std::vector<float>& values, const Artifact& art,
+                                const std::string& input) const {
+  for (const auto& spec : art.inputs)
+    if (spec.name == input && spec.numel() != values.size())
+      throw Error(std::string(what) + " has " + std::to_string(values.size()) + " values but " + art.file + " takes " +
+                  shape_str(spec.shape) + "; pass a tensor of the manifest's shape");
+}
+
+void BundleRuntime::check_class(int64_t class_id) const {
+  if (class_id < 0 || class_id >= static_cast<int64_t>(manifest_.class_names.size()))
+    throw Error("class id " + std::to_string(class_id) + " is out of range; use 0-" +
+                std::to_string(manifest_.class_names.size() - 1));
+}
+
 std::vector<float> BundleRuntime::step(const std::vector<float>& latent, float t, float dt, int64_t class_id, float cfg) {
+  check_input("the latent", latent, denoiser_->spec, "latent");
+  check_class(class_id);
   return denoiser_->run({{"latent", latent.data()}, {"t", &t}, {"dt", &dt}, {"class_id", &class_id}, {"cfg", &cfg}});
 }
 
@@ -176,6 +203,8 @@ std::vector<float> BundleRuntime::denoise(const std::vector<float>& noise, int c
   using clock = std::chrono::steady_clock;
   const auto& ts = manifest_.schedule(steps);
   const int64_t cls = class_id;
+  check_input("the noise", noise, denoiser_->spec, manifest_.graph == "fused" ? "noise" : "latent");
+  check_class(cls);
   if (manifest_.graph == "fused") {  // one graph, the bundle's own schedule baked in
     const auto t0 = clock::now();
     auto z = denoiser_->run({{"noise", noise.data()}, {"class_id", &cls}});
@@ -195,7 +224,10 @@ std::vector<float> BundleRuntime::denoise(const std::vector<float>& noise, int c
   return z;
 }
 
-std::vector<float> BundleRuntime::decode(const std::vector<float>& latent) { return decoder_->run({{"latent", latent.data()}}); }
+std::vector<float> BundleRuntime::decode(const std::vector<float>& latent) {
+  check_input("the latent", latent, decoder_->spec, "latent");
+  return decoder_->run({{"latent", latent.data()}});
+}
 
 std::vector<uint8_t> to_uint8(const std::vector<float>& image, int height, int width) {
   // lrf_export.run.to_uint8: float32 arithmetic, round half to even (np.round), CHW -> HWC.

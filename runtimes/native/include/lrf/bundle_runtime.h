@@ -59,6 +59,9 @@ class BundleRuntime {
 
  private:
   struct Graph;
+  // lrf::Error unless `values` has the element count `art` declares for `input`.
+  void check_input(const char* what, const std::vector<float>& values, const Artifact& art, const std::string& input) const;
+  void check_class(int64_t class_id) const;
   Manifest manifest_;
   std::unique_ptr<Graph> denoiser_;  // step or fused
   std::unique_ptr<Graph> decoder_;
@@ -67,7 +70,8 @@ class BundleRuntime {
 // (1, 3, H, W) in [-1, 1] -> H*W*3 RGB bytes: round((clip(x, -1, 1) + 1) * 127.5), as lrf-run.
 std::vector<uint8_t> to_uint8(const std::vector<float>& image, int height, int width);
 
-// Routes ExecuTorch's own log lines to stderr (true) or keeps only the last error for messages.
+// Routes ExecuTorch's own log lines to stderr (logcat on Android) when true; either way the
+// last error is kept for our one-line messages.
 void set_executorch_logging(bool verbose);
 
 }  // namespace lrf

@@ -1,0 +1,233 @@
+// The page: load and verify a bundle, then generate images and run the self-test on request.
+// Settings that need a fresh runtime (bundle URL, thread count) live in the URL query
+// (?bundle=...&threads=N): onnxruntime-web fixes its thread pool when the first session is made,
+// so changing them reloads the page. The last results are on window for the end-to-end test:
+// window.lrfResult (generation), window.lrfSelfTest (self-test report), window.lrfError.
+
+import * as ort from "onnxruntime-web";
+
+import { loadBundle } from "./manifest.js";
+import { BundleSampler } from "./sampler.js";
+import { runSelfTest } from "./selftest.js";
+import { drawImage } from "./image.js";
+import { allFinite } from "./compare.js";
+import { canMeasurePage, formatMB, jsHeapBytes, pageBytes } from "./memory.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const cores = navigator.hardwareConcurrency || 1;
+const requestedThreads = Math.max(1, Number.parseInt(params.get("threads") ?? String(Math.min(4, cores)), 10) || 1);
+// Without cross-origin isolation there is no SharedArrayBuffer and onnxruntime-web runs one thread.
+const threads = globalThis.crossOriginIsolated ? requestedThreads : 1;
+const bundleUrl = params.get("bundle") ?? "./bundle/";
+
+let sampler = null;
+let busy = false;
+
+function setStatus(state, text) {
+  $("status").dataset.state = state;
+  $("status").textContent = text;
+}
+
+function showError(e) {
+  const message = e?.message ?? String(e);
+  window.lrfError = message;
+  $("error").textContent = message;
+  $("error").hidden = false;
+  setStatus("error", "Error");
+  $("load").disabled = false;
+  console.error(e);
+}
+
+function setBusy(value) {
+  busy = value;
+  for (const id of ["generate", "selftest", "load", "class", "steps", "seed", "threads"]) $(id).disabled = value || !sampler;
+  $("load").disabled = value;
+}
+
+function option(select, value, text, selected = false) {
+  const o = document.createElement("option");
+  o.value = String(value);
+  o.textContent = text;
+  o.selected = selected;
+  select.append(o);
+}
+
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  tr.append(td);
+}
+
+const nextFrame = () => new Promise((resolve) => setTimeout(resolve, 0)); // let the page repaint
+
+function reloadWith(changes) {
+  const q = new URLSearchParams(location.search);
+  for (const [k, v] of Object.entries(changes)) q.set(k, v);
+  location.search = q.toString();
+}
+
+function describeBundle(m) {
+  const info = $("bundle-info");
+  info.replaceChildren();
+  const rows = [
+    ["model", `${m.model.name} (${m.class_names.length} classes)`],
+    ["artifacts", `${m.target} ${m.precision}, ${m.sampler.graph} graph`],
+    ["sampler", `${m.sampler.solver}, ${m.sampler.steps} steps by default, CFG ${m.sampler.cfg}, ${m.sampler.recursions} recursions`],
+    ["latent / image", `${m.latent.shape.join("×")} / ${m.image.shape.join("×")}`],
+    ["verified", `${Object.keys(m.files).length} files, sha256 (crypto.subtle)`],
+    ["runtime", `onnxruntime-web ${ort.env.versions?.web ?? "?"} wasm, ${threads} thread${threads > 1 ? "s" : ""}` +
+      (globalThis.crossOriginIsolated ? " (cross-origin isolated)" : " (not cross-origin isolated: one thread only)")],
+  ];
+  for (const [k, v] of rows) {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = v;
+    info.append(dt, dd);
+  }
+}
+
+async function init() {
+  $("bundle-url").value = bundleUrl;
+  for (let n = 1; n <= Math.max(cores, requestedThreads); n++) option($("threads"), n, String(n), n === requestedThreads);
+  $("threads").addEventListener("change", () => reloadWith({ threads: $("threads").value }));
+  $("bundle-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    reloadWith({ bundle: $("bundle-url").value });
+  });
+  $("generate").addEventListener("click", () => guard(generate));
+  $("selftest").addEventListener("click", () => guard(selfTest));
+  setBusy(true);
+
+  ort.env.wasm.numThreads = threads;
+  ort.env.wasm.proxy = false;
+  ort.env.logLevel = "warning";
+  setStatus("loading", `Verifying ${bundleUrl} …`);
+  const bundle = await loadBundle(bundleUrl, (done, total) => setStatus("loading", `Verifying ${bundleUrl}: ${done}/${total} files (sha256)`));
+  setStatus("loading", "Opening sessions…");
+  sampler = await BundleSampler.create(ort, bundle);
+  const m = sampler.manifest;
+  describeBundle(m);
+  const wantClass = params.get("class");
+  m.class_names.forEach((name, i) => option($("class"), i, name, wantClass === name || wantClass === String(i)));
+  const wantSteps = Number(params.get("steps") ?? m.sampler.steps);
+  for (const n of sampler.offeredSteps()) option($("steps"), n, String(n), n === wantSteps);
+  if (params.has("seed")) $("seed").value = params.get("seed");
+  setBusy(false);
+  setStatus("ready", `Ready: ${m.model.name}, ${m.precision}`);
+}
+
+async function guard(task) {
+  if (busy || !sampler) return;
+  $("error").hidden = true;
+  setBusy(true);
+  try {
+    await task();
+  } catch (e) {
+    showError(e);
+  } finally {
+    setBusy(false);
+  }
+}
+
+function readSeed() {
+  const seed = Number($("seed").value);
+  if (!Number.isSafeInteger(seed)) throw new Error(`seed ${$("seed").value} is not an integer`);
+  return seed;
+}
+
+async function generate() {
+  const m = sampler.manifest;
+  const classId = Number($("class").value);
+  const steps = Number($("steps").value);
+  const seed = readSeed();
+  const ts = sampler.schedule(steps);
+  setStatus("busy", `Generating ${m.class_names[classId]}, seed ${seed}…`);
+  const body = $("steps-table").tBodies[0];
+  body.replaceChildren();
+  $("progress").max = ts.length - 1;
+  $("progress").value = 0;
+  const stepMs = [];
+  const heap = [];
+  const t0 = performance.now();
+  const latent = await sampler.denoise(sampler.noise(seed), classId, steps, async (i, _z, ms) => {
+    stepMs.push(ms);
+    heap.push(jsHeapBytes());
+    $("progress").value = i + 1;
+    const tr = document.createElement("tr");
+    cell(tr, String(i + 1));
+    cell(tr, `${ts[i]} → ${ts[i + 1]}`);
+    cell(tr, ms.toFixed(2));
+    cell(tr, formatMB(heap[i]));
+    body.append(tr);
+    await nextFrame();
+  });
+  const d0 = performance.now();
+  const image = await sampler.decode(latent);
+  const decodeMs = performance.now() - d0;
+  const totalMs = performance.now() - t0;
+  if (!allFinite(image)) throw new Error("the bundle produced NaN/Inf; re-export it (its parity report should have failed)");
+  const [, , h, w] = m.image.shape;
+  const rgba = drawImage($("canvas"), image, h, w);
+  const mean = stepMs.reduce((a, b) => a + b, 0) / stepMs.length;
+  $("caption").textContent = `${m.class_names[classId]}, seed ${seed}, ${steps} step${steps > 1 ? "s" : ""}`;
+  $("timing").textContent = `${mean.toFixed(2)} ms/step (mean of ${stepMs.length}), decode ${decodeMs.toFixed(2)} ms, ` +
+    `total ${totalMs.toFixed(1)} ms on ${threads} thread${threads > 1 ? "s" : ""}`;
+  window.lrfResult = { classId, className: m.class_names[classId], seed, steps, threads, precision: m.precision,
+                       stepMs, decodeMs, totalMs, jsHeapBytes: heap, image, rgba, shape: m.image.shape };
+  setStatus("done", `Done: ${m.class_names[classId]}, seed ${seed}`);
+  measurePage();
+}
+
+// One page measurement at a time; after one went unanswered (threads > 1) the page stops asking.
+let measuring = false;
+let pageMemoryUnanswered = null;
+function measurePage() {
+  const heap = `JS heap ${formatMB(jsHeapBytes())}`;
+  if (!canMeasurePage()) {
+    $("memory").textContent = `Page memory: n/a (measureUserAgentSpecificMemory unavailable); ${heap}`;
+    return;
+  }
+  if (pageMemoryUnanswered) {
+    $("memory").textContent = `Page memory: n/a (${pageMemoryUnanswered}); ${heap}`;
+    return;
+  }
+  if (measuring) return;
+  measuring = true;
+  $("memory").textContent = `Page memory: measuring (waits for a garbage collection)…; ${heap}`;
+  pageBytes().then(({ bytes, reason }) => {
+    measuring = false;
+    window.lrfPageBytes = bytes;
+    if (bytes === null) pageMemoryUnanswered = reason;
+    $("memory").textContent = bytes === null ? `Page memory: n/a (${reason}); ${heap}`
+      : `Page memory (measureUserAgentSpecificMemory, wasm included): ${formatMB(bytes)}; ${heap}`;
+  });
+}
+
+async function selfTest() {
+  setStatus("busy", "Self-test: running the bundle's test vectors…");
+  $("selftest-panel").hidden = false;
+  $("selftest-verdict").textContent = "";
+  const body = $("selftest-table").tBodies[0];
+  body.replaceChildren();
+  const fmt = (v) => (v === null || v === undefined ? "–" : Math.abs(v) >= 0.01 || v === 0 || !Number.isFinite(v) ? v.toFixed(3) : v.toExponential(2));
+  const report = await runSelfTest(sampler, (c) => {
+    const tr = document.createElement("tr");
+    cell(tr, c.detail ? `${c.name}: ${c.detail}` : c.name);
+    cell(tr, c.metric);
+    cell(tr, fmt(c.value));
+    cell(tr, fmt(c.maxAbs));
+    cell(tr, c.limit === null ? "–" : `${c.metric === "rel" ? "≤" : "≥"} ${fmt(c.limit)}`);
+    cell(tr, c.gated ? (c.pass ? "pass" : "FAIL") : "info", c.gated ? (c.pass ? "pass" : "fail") : "info");
+    body.append(tr);
+  });
+  const failed = report.checks.filter((c) => c.gated && !c.pass).length;
+  $("selftest-verdict").textContent = report.passed ? "PASS" : `FAIL (${failed} check${failed > 1 ? "s" : ""})`;
+  $("selftest-verdict").className = report.passed ? "pass" : "fail";
+  window.lrfSelfTest = { ...report, image: undefined };
+  setStatus(report.passed ? "selftest-pass" : "selftest-fail", `Self-test ${report.passed ? "passed" : "FAILED"}`);
+}
+
+init().catch(showError);

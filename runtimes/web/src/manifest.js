@@ -1,0 +1,89 @@
+// A bundle, fetched and verified: manifest.json (schema of export/bundle.py) and every file it
+// lists, each checked against its sha256 with crypto.subtle before anything reads a byte.
+// The bytes that were hashed are the bytes used: sessions and test vectors come from here.
+
+import { parseNpy } from "./npy.js";
+
+export const SCHEMA_VERSION = 2; // export/bundle.py SCHEMA_VERSION
+
+export class BundleError extends Error {}
+
+function hex(buffer) {
+  return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export async function sha256Hex(buffer) {
+  if (!globalThis.crypto?.subtle) {
+    throw new BundleError("crypto.subtle is unavailable: open the page from http://127.0.0.1 or https (a secure context)");
+  }
+  return hex(await crypto.subtle.digest("SHA-256", buffer));
+}
+
+async function fetchBytes(url, rel) {
+  let response;
+  try {
+    response = await fetch(url, { cache: "no-store" });
+  } catch (e) {
+    throw new BundleError(`bundle file ${rel} could not be fetched from ${url} (${e.message})`);
+  }
+  if (!response.ok) throw new BundleError(`bundle file ${rel} is missing: ${url} answered HTTP ${response.status}`);
+  return response.arrayBuffer();
+}
+
+/** What this page runs: an ONNX step-graph bundle of the current schema. One line per problem. */
+export function checkManifest(m) {
+  if (m.schema_version !== SCHEMA_VERSION) {
+    throw new BundleError(`manifest schema version ${m.schema_version} is not ${SCHEMA_VERSION}; re-export the bundle with this lrf-export`);
+  }
+  if (m.target !== "onnx") throw new BundleError(`this is a ${m.target} bundle; the web page runs ONNX bundles (lrf-export --target onnx)`);
+  if (m.sampler?.graph !== "step") {
+    throw new BundleError(`this bundle has a ${m.sampler?.graph} graph; the web page runs the step graph (lrf-export --graph step)`);
+  }
+  for (const kind of ["step", "decoder"]) {
+    if (!m.artifacts?.[kind]) throw new BundleError(`the manifest lists no ${kind} artifact`);
+  }
+  if (!m.sampler.schedules || !Object.keys(m.sampler.schedules).length) throw new BundleError("the manifest offers no schedules");
+  if (!m.files || !Object.keys(m.files).length) throw new BundleError("the manifest lists no files to verify");
+}
+
+/**
+ * Load the bundle at ``baseUrl`` (ending in "/"): returns {url, manifest, files: Map(rel -> ArrayBuffer)}.
+ * ``onProgress(done, total, rel)`` after each verified file.
+ */
+export async function loadBundle(baseUrl, onProgress = () => {}) {
+  const base = new URL(baseUrl.endsWith("/") ? baseUrl : baseUrl + "/", location.href);
+  const manifestUrl = new URL("manifest.json", base);
+  let manifest;
+  try {
+    manifest = JSON.parse(new TextDecoder().decode(await fetchBytes(manifestUrl, "manifest.json")));
+  } catch (e) {
+    if (e instanceof BundleError) throw new BundleError(`${base} is not a bundle: ${e.message}`);
+    throw new BundleError(`${manifestUrl} is corrupt (${e.message}); re-export the bundle`);
+  }
+  checkManifest(manifest);
+  const entries = Object.entries(manifest.files);
+  const files = new Map();
+  let done = 0;
+  await Promise.all(entries.map(async ([rel, digest]) => {
+    const bytes = await fetchBytes(new URL(rel, base), rel);
+    const got = await sha256Hex(bytes);
+    if (got !== digest) {
+      throw new BundleError(`bundle file ${rel} does not match its sha256 in the manifest (tampered or truncated); re-export or re-copy the bundle`);
+    }
+    files.set(rel, bytes);
+    onProgress(++done, entries.length, rel);
+  }));
+  return { url: base.href, manifest, files };
+}
+
+/** A verified file's bytes (only files the manifest lists and hashes can be read). */
+export function fileBytes(bundle, rel) {
+  const bytes = bundle.files.get(rel);
+  if (!bytes) throw new BundleError(`${rel} is not a verified file of this bundle (the manifest does not hash it)`);
+  return bytes;
+}
+
+/** A verified .npy test vector. */
+export function loadArray(bundle, rel) {
+  return parseNpy(fileBytes(bundle, rel), rel);
+}

@@ -2,8 +2,8 @@
 
     python benchmarks/web.py [--images 20] [--warmup 3] [--threads 1,2] [--fresh]
 
-Exports the shipped model's ONNX fp32 and int8 4-step bundles under benchmarks/.bundles/ (reused
-when present and their hashes verify; --fresh re-exports), serves each with runtimes/web/serve.py
+Exports the shipped model's ONNX fp32 and int8 4-step bundles under benchmarks/.bundles/ (see
+common.bundle: reused while they verify; --fresh re-exports), serves each with runtimes/web/serve.py
 and drives runtimes/web/tests/e2e.mjs in bench mode: for each thread count a warm-up, then
 --images images through the page's own Generate button, per-step latency (median, p90) and decode
 time, and the page's Self-test. Writes benchmarks/results/web.json and web.md, and the page after
@@ -14,41 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import BUNDLES, RESULTS, ROOT, STEPS  # noqa: E402
+
 WEB = ROOT / "runtimes" / "web"
-BUNDLES = ROOT / "benchmarks" / ".bundles"
-RESULTS = ROOT / "benchmarks" / "results"
 SCREENSHOT = WEB / "screenshot.png"
-STEPS = 4
-
-
-def bundle(quantize: str, fresh: bool) -> Path:
-    """The shipped model's ONNX bundle at ``quantize``, exported once and reused while it verifies."""
-    from lrf_export.bundle import load_manifest
-    from lrf_export.exporter import ExportOptions, export_bundles
-    from lrf_model.errors import LRFError
-
-    out = BUNDLES / f"onnx-{'int8' if quantize == 'int8' else 'fp32'}-s{STEPS}"
-    if out.exists() and not fresh:
-        try:
-            m = load_manifest(out)
-            if m["sampler"]["steps"] == STEPS and m["target"] == "onnx":
-                print(f"reusing {out.relative_to(ROOT)}")
-                return out
-        except LRFError as e:
-            print(f"re-exporting {out.relative_to(ROOT)}: {e}")
-    print(f"exporting {out.relative_to(ROOT)} …", flush=True)
-    (result,) = export_bundles(ExportOptions(target="onnx", steps=STEPS, quantize=quantize, out=str(out)))
-    if not result.ok:
-        sys.exit(f"{out}: the parity gate failed: {result.parity}")
-    return out
 
 
 def node_modules() -> None:
@@ -137,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     if not Path("/usr/bin/chromium").is_file():
         sys.exit("/usr/bin/chromium is not installed")
     node_modules()
-    bundles = {q: bundle(q, args.fresh) for q in ("none", "int8")}
+    bundles = {q: common.bundle("onnx", q, fresh=args.fresh) for q in ("none", "int8")}
     reports, host = [], []
     threads = [int(t) for t in args.threads.split(",")]
     for q, path in bundles.items():
@@ -145,8 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         host.append({str(t): host_step_ms(path, t, args.images) for t in threads})
         reports.append(bench(path, args, SCREENSHOT if q == "none" else None))
     ort_web = json.loads((WEB / "node_modules" / "onnxruntime-web" / "package.json").read_text())["version"]
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = common.machine()["cpu"]
     results = {
         "environment": {"date": time.strftime("%Y-%m-%d"), "chromium": reports[0].get("chromium"), "onnxruntime_web": ort_web,
                         "cores": reports[0]["browser"]["cores"], "cpu": cpu, "user_agent": reports[0]["browser"]["userAgent"]},

@@ -16,7 +16,6 @@ import io
 import pickle
 import tarfile
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .autoencoder import build_autoencoder, load_autoencoder, to_model_space
 from .data import CIFAR10_CLASSES, cached_latents, images_to_tensor, load_cifar10
-from .errors import LRFError, cli_errors
+from .errors import cli_errors
 from .plots import save_image_grid, save_loss_curve
 
 

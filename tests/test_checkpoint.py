@@ -1,8 +1,6 @@
 import json
 
-import pytest
 import torch
-from safetensors.torch import load_file
 
 from lrf_model.model import LRFDenoiser
 from lrf_model.pipeline import LRFPipeline, load_denoiser

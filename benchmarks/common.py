@@ -1,0 +1,113 @@
+"""What every benchmark shares: the bundles it measures, the machine it ran on, where results go.
+
+Bundles are exported once under ``benchmarks/.bundles/`` (git-ignored) and reused while their
+manifest verifies; ``--fresh`` in each script re-exports. Two kinds of checkpoint:
+
+- the shipped 32px CIFAR-10 model;
+- the same architecture at 256x256 and 512x512 (a TAESD-sized f=8 autoencoder, 64 channels, and
+  the denoiser at 32x32 / 64x64 latents with the linear-attention mixer), random weights: enough
+  for memory and latency, which do not depend on what the weights learned.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLES = ROOT / "benchmarks" / ".bundles"
+RESULTS = ROOT / "benchmarks" / "results"
+NATIVE = ROOT / "runtimes" / "native"
+LRF_NATIVE = NATIVE / "build" / "lrf-native"
+STEPS = 4
+# Image side -> latent side for the scaled-up architecture (f=8, as TAESD).
+SCALES = {256: 32, 512: 64}
+
+
+def machine() -> dict:
+    """The machine a result was measured on (CPU model, cores, memory, library versions)."""
+    cpu = platform.processor()
+    if Path("/proc/cpuinfo").exists():
+        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")), cpu)
+    mem_kib = next((int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
+                    if ln.startswith("MemTotal")), 0) if Path("/proc/meminfo").exists() else 0
+    from lrf_export.bundle import tool_versions
+
+    return {"date": time.strftime("%Y-%m-%d"), "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1),
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(), **tool_versions()}
+
+
+def machine_line(m: dict) -> str:
+    return (f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; torch {m.get('torch')}, "
+            f"executorch {m.get('executorch')}, onnxruntime {m.get('onnxruntime')} ({m['date']})")
+
+
+def write_results(name: str, data: dict, markdown: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown)
+    print(markdown)
+    print(f"wrote benchmarks/results/{name}.json, {name}.md" + (f", {name}.png" if (RESULTS / f"{name}.png").exists() else ""))
+
+
+def scaled_checkpoint(side: int) -> Path:
+    """The shipped architecture at ``side`` x ``side`` pixels with random weights (saved once)."""
+    import torch
+
+    from lrf_model.autoencoder import build_autoencoder
+    from lrf_model.model import LRFDenoiser
+    from lrf_model.pipeline import LRFPipeline, default_checkpoint
+
+    root = BUNDLES / f"checkpoint-{side}px"
+    if (root / "model_index.json").is_file():
+        return root
+    shipped = json.loads((default_checkpoint() / "denoiser" / "config.json").read_text())
+    config = {k: v for k, v in shipped.items() if not k.startswith("_")}
+    config.update(latent_size=SCALES[side], mixer="linear")
+    torch.manual_seed(side)
+    denoiser = LRFDenoiser(**config)
+    with torch.no_grad():  # adaLN-Zero starts as the identity: give every weight a value
+        for p in denoiser.parameters():
+            p.copy_(torch.randn(p.shape) / math.sqrt(p.shape[-1] if p.dim() > 1 else 64))
+    LRFPipeline(denoiser.eval(), build_autoencoder(downsample=8, latent_channels=4, channels=64).eval()).save_pretrained(root)
+    return root
+
+
+def bundle(target: str, quantize: str, side: int = 32, fresh: bool = False) -> Path:
+    """The ``target`` bundle at ``quantize`` of the shipped model (side 32) or a scaled checkpoint."""
+    from lrf_export.bundle import load_manifest
+    from lrf_export.exporter import ExportOptions, export_bundles
+    from lrf_model.errors import LRFError
+
+    precision = "int8" if quantize == "int8" else "float"
+    out = BUNDLES / f"{target}-{precision}-{side}px-s{STEPS}"
+    if out.exists() and not fresh:
+        try:
+            m = load_manifest(out)
+            if m["sampler"]["steps"] == STEPS and m["target"] == target:
+                return out
+        except LRFError as e:
+            print(f"re-exporting {out.relative_to(ROOT)}: {e}", flush=True)
+    print(f"exporting {out.relative_to(ROOT)} ...", flush=True)
+    checkpoint = None if side == 32 else str(scaled_checkpoint(side))
+    (result,) = export_bundles(ExportOptions(target=target, steps=STEPS, quantize=quantize, checkpoint=checkpoint, out=str(out)))
+    if not result.ok:
+        sys.exit(f"{out}: the parity gate failed; see {out / 'parity.json'}")
+    return out
+
+
+def build_native() -> Path:
+    """Build runtimes/native (Release) if needed; the benchmarks time this binary."""
+    import executorch
+
+    subprocess.run(["cmake", "-S", str(NATIVE), "-B", str(NATIVE / "build"), "-DCMAKE_BUILD_TYPE=Release",
+                    f"-DEXECUTORCH_ROOT={executorch.__path__[0]}"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "--build", str(NATIVE / "build"), "-j2"], check=True, stdout=subprocess.DEVNULL)
+    return LRF_NATIVE

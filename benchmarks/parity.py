@@ -36,6 +36,7 @@ def native_selftest(path: Path) -> dict:
     trajectory = [c["value"] for name, c in checks.items() if name.startswith("trajectory step")]
     return {"passed": report["passed"], "trajectory_rel": trajectory, "worst_step_rel": max(
         c["value"] for name, c in checks.items() if c["metric"] == "rel"), "image_psnr_db": checks["final image"]["value"],
+        "decoder_psnr_db": checks["decoder"]["value"],
         "noise_max_abs": checks[next(n for n in checks if n.startswith("noise"))]["value"]}
 
 

@@ -99,7 +99,11 @@ def bundle(target: str, quantize: str, side: int = 32, fresh: bool = False) -> P
     checkpoint = None if side == 32 else str(scaled_checkpoint(side))
     (result,) = export_bundles(ExportOptions(target=target, steps=STEPS, quantize=quantize, checkpoint=checkpoint, out=str(out)))
     if not result.ok:
-        sys.exit(f"{out}: the parity gate failed; see {out / 'parity.json'}")
+        if side == 32:
+            sys.exit(f"{out}: the parity gate failed; see {out / 'parity.json'}")
+        # Random weights have no trained scale for int8 calibration to match; only the
+        # shipped model's parity means anything (benchmarks/parity.py).
+        print(f"note: {out.name} (random weights) misses the parity gate; measuring it anyway", flush=True)
     return out
 
 

@@ -148,3 +148,24 @@ def test_bad_input_is_one_line_and_nonzero(lrf_native, tiny_bundle, tmp_path):
         assert result.returncode == 2, (args, result.stdout, err)
         assert message in err and len(err.splitlines()) == 1 and err.startswith("error: "), (args, err)
     assert not (tmp_path / "no").exists()
+
+
+def test_out_of_memory_is_one_line_not_a_crash(lrf_native, tiny_bundle, tmp_path):
+    """Lower an address-space cap until the run fails: the first failure must be the runtime's own
+    out-of-memory line (exit 3), not a crash; the libraries still load below that point."""
+    import resource
+
+    bundle = tiny_bundle("executorch").path
+    normal = json.loads(native(lrf_native, bundle, "--json", "--out", tmp_path / "a.png").stdout)
+    peak_vm = normal["memory"]["after_decode"]["peak_vm_kib"] * 1024
+    for fraction in np.arange(0.95, 0.2, -0.05):
+        cap = int(fraction * peak_vm)
+        result = subprocess.run([str(lrf_native), str(bundle), "--out", str(tmp_path / "b.png")], capture_output=True,
+                                text=True, timeout=120, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)))
+        if result.returncode != 0:
+            break
+        (tmp_path / "b.png").unlink()
+    err = result.stderr.strip()
+    assert result.returncode == 3, (fraction, result.returncode, err)
+    assert err.startswith("error: out of memory") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "b.png").exists()

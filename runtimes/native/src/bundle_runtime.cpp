@@ -8,6 +8,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <utility>
 
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
@@ -28,9 +29,9 @@ using et::extension::Module;
 using et::runtime::EValue;
 using ScalarType = et::aten::ScalarType;
 
-// --- ExecuTorch's log: quiet unless asked, but the last error goes into our one-line messages.
+// --- ExecuTorch's log: quiet unless asked, but its errors go into our one-line messages.
 std::mutex log_mutex;
-std::string last_log_error;
+std::vector<std::string> log_errors;  // since the last take_log_errors()
 bool log_verbose = false;
 
 void emit_log(et_timestamp_t, et_pal_log_level_t level, const char* file, const char*, size_t line,
@@ -46,7 +47,7 @@ void emit_log(et_timestamp_t, et_pal_log_level_t level, const char* file, const 
     std::fprintf(stderr, "[executorch %c] %s:%zu %s\n", static_cast<char>(level), file, line, text.c_str());
 #endif
   }
-  if (level == kError || level == kFatal) last_log_error = text;
+  if (level == kError || level == kFatal) log_errors.push_back(text);
 }
 
 void install_log_once() {
@@ -54,11 +55,9 @@ void install_log_once() {
   (void)installed;
 }
 
-std::string take_log_error() {
+std::vector<std::string> take_log_errors() {
   std::lock_guard<std::mutex> lock(log_mutex);
-  std::string out = last_log_error.empty() ? "" : " (" + last_log_error + ")";
-  last_log_error.clear();
-  return out;
+  return std::exchange(log_errors, {});
 }
 
 ScalarType scalar_type(const std::string& dtype) {
@@ -75,11 +74,18 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 }
 
 [[noreturn]] void fail(const std::string& file, const std::string& what, et::runtime::Error err) {
-  const std::string detail = std::string(et::runtime::to_string(err)) + take_log_error();
-  if (err == et::runtime::Error::MemoryAllocationFailed)
+  // The first error ExecuTorch logged is the cause (later ones say which layer gave up).
+  const auto logged = take_log_errors();
+  const std::string detail = std::string(et::runtime::to_string(err)) + (logged.empty() ? "" : ": " + logged.front());
+  bool out_of_memory = err == et::runtime::Error::MemoryAllocationFailed;
+  // XNNPACK says xnn_status_out_of_memory; the mmap loader says "Failed to map" (ENOMEM: the
+  // file was verified readable a moment before, so what is missing is address space).
+  for (const auto& line : logged)
+    out_of_memory |= line.find("out_of_memory") != std::string::npos || line.find("Failed to map") != std::string::npos;
+  if (out_of_memory)
     throw OutOfMemory("out of memory while " + what + " " + file + " (" + detail +
                       "); free memory or use a smaller model / an int8 bundle");
-  throw Error(what + " " + file + " failed: " + detail + "; re-export the bundle with this lrf-export");
+  throw Error(what + " " + file + " failed (" + detail + "); re-export the bundle with this lrf-export");
 }
 
 }  // namespace

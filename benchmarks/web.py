@@ -97,7 +97,7 @@ def markdown(results: dict) -> str:
     lines += ["", "Host onnxruntime: the same bundle through `lrf-run`'s loop (Python onnxruntime, native MLAS kernels) at the "
               "same thread count, measured by this script just before the browser run, so both saw the same machine load.",
               "Image time includes the page's repaint between steps (a `setTimeout(0)` outside the step timing).",
-              "The machine's 2 cores are shared with other work, so absolute numbers are noisy; compare within one run.", ""]
+              "Absolute numbers move with the machine's load; compare within one run.", ""]
     return "\n".join(lines)
 
 

@@ -63,7 +63,7 @@ def load_autoencoder(source: str | Path) -> AutoencoderTiny:
     if not path.exists() and (str(source).startswith((".", "/")) or str(source).count("/") != 1):
         raise LRFError(f"autoencoder not found at {source}; pass a diffusers folder, a raw TAESD folder or a hub id")
     try:
-        ae = AutoencoderTiny.from_pretrained(str(source))
+        ae = AutoencoderTiny.from_pretrained(str(source), low_cpu_mem_usage=False)  # no accelerate needed
     except (OSError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise LRFError(f"cannot load autoencoder from {source}: {first}") from None

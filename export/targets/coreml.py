@@ -8,10 +8,14 @@ structurally; on macOS ``runner`` returns a real ``predict``-based runner.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 import warnings
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from unittest import mock
 
 from typing import TYPE_CHECKING
 
@@ -21,6 +25,28 @@ from .base import Lowered, Runner, cast_feeds
 
 if TYPE_CHECKING:
     from ..graphs import GraphSpec
+
+
+# coremltools 9's module-level tqdm names: one bar per conversion stage (three per graph) and per
+# compression pass.
+_CONVERTER_BARS = (("coremltools.converters.mil.frontend.torch.ops", "_tqdm"),
+                   ("coremltools.converters.mil.mil.passes.pass_pipeline", "tqdm"),
+                   ("coremltools.optimize.coreml._quantization_passes", "tqdm"))
+
+
+@contextlib.contextmanager
+def _without_converter_bars() -> Iterator[None]:
+    """Turn off coremltools' own progress bars while it converts and compresses.
+
+    They interleave with lrf-export's per-artifact progress display and say nothing it does not;
+    coremltools has no option for this, so its tqdm names are swapped for a disabled tqdm.
+    """
+    from tqdm import tqdm
+
+    with contextlib.ExitStack() as stack:
+        for module, name in _CONVERTER_BARS:
+            stack.enter_context(mock.patch(f"{module}.{name}", partial(tqdm, disable=True)))
+        yield
 
 
 class CoreMLTarget:
@@ -38,7 +64,7 @@ class CoreMLTarget:
         spec = spec.with_class_dtype(self.class_dtype)
         program = export_static(spec).run_decompositions({})
         np_dtypes = {"float32": np.float32, "int32": np.int32}
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _without_converter_bars():
             warnings.simplefilter("ignore")
             model = ct.convert(
                 program,

@@ -137,9 +137,12 @@ class LRFPipeline(DiffusionPipeline):
         labels = list(class_labels)
         seeds = list(range(len(labels))) if seeds is None else list(seeds)
         chunks = []
-        for i in self.progress_bar(range(0, len(labels), batch_size)):
-            chunks.append(self.generate_tensor(labels[i : i + batch_size], seeds[i : i + batch_size],
-                                               steps=num_inference_steps, cfg_scale=guidance_scale, recursions=recursions))
+        batches = range(0, len(labels), batch_size)
+        with self.progress_bar(total=len(batches) * num_inference_steps) as bar:  # one tick per denoising step
+            for i in batches:
+                chunks.append(self.generate_tensor(labels[i : i + batch_size], seeds[i : i + batch_size],
+                                                   steps=num_inference_steps, cfg_scale=guidance_scale,
+                                                   recursions=recursions, callback=lambda _i, _z: bar.update()))
         images = torch.cat(chunks)
         if output_type == "pt":
             return ImagePipelineOutput(images=images)

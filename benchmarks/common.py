@@ -30,22 +30,34 @@ STEPS = 4
 SCALES = {256: 32, 512: 64}
 
 
+# The CPU features that decide which kernels XNNPACK/MLAS/oneDNN pick (int8 speed hinges on VNNI).
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+             "asimddp", "i8mm", "sve")
+
+
 def machine() -> dict:
-    """The machine a result was measured on (CPU model, cores, memory, library versions)."""
-    cpu = platform.processor()
+    """The machine a result was measured on (CPU model and features, cores, memory, library versions)."""
+    cpu, flags = platform.processor(), set()
     if Path("/proc/cpuinfo").exists():
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), cpu)
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), cpu)
+        flags = set(next((ln.split(":", 1)[1].split() for ln in info if ln.startswith(("flags", "Features"))), []))
     mem_kib = next((int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
                     if ln.startswith("MemTotal")), 0) if Path("/proc/meminfo").exists() else 0
     from lrf_export.bundle import tool_versions
 
-    return {"date": time.strftime("%Y-%m-%d"), "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1),
+    return {"date": time.strftime("%Y-%m-%d"), "cpu": cpu, "isa": [f for f in ISA_FLAGS if f in flags],
+            "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1),
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(), **tool_versions()}
 
 
+def cpu_line(m: dict) -> str:
+    """'Intel(R) Xeon(R) Processor (avx2, avx512f, avx512_vnni, ...)'."""
+    return f"{m['cpu']} ({', '.join(m['isa'])})" if m.get("isa") else m["cpu"]
+
+
 def machine_line(m: dict) -> str:
-    return (f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; torch {m.get('torch')}, "
+    return (f"{cpu_line(m)}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; torch {m.get('torch')}, "
             f"executorch {m.get('executorch')}, onnxruntime {m.get('onnxruntime')} ({m['date']})")
 
 

@@ -167,7 +167,7 @@ def plot(data: dict, path: Path) -> None:
 
     rows = data["rows"]
     threads = sorted({r["threads"] for r in rows})
-    labels = sorted({(r["runtime"], r["precision"]) for r in rows}, key=lambda k: ("pytorch", "executorch", "onnx").index(k[0]))
+    labels = sorted({(r["runtime"], r["precision"]) for r in rows}, key=lambda k: (("pytorch", "executorch", "onnx").index(k[0]), k[1]))
     fig, ax = plt.subplots(figsize=(8, 4), dpi=120)
     width = 0.8 / len(labels)
     for k, (runtime, precision) in enumerate(labels):

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         host.append({str(t): host_step_ms(path, t, args.images) for t in threads})
         reports.append(bench(path, args, SCREENSHOT if q == "none" else None))
     ort_web = json.loads((WEB / "node_modules" / "onnxruntime-web" / "package.json").read_text())["version"]
-    cpu = common.machine()["cpu"]
+    cpu = common.cpu_line(common.machine())
     results = {
         "environment": {"date": time.strftime("%Y-%m-%d"), "chromium": reports[0].get("chromium"), "onnxruntime_web": ort_web,
                         "cores": reports[0]["browser"]["cores"], "cpu": cpu, "user_agent": reports[0]["browser"]["userAgent"]},

@@ -64,14 +64,22 @@ export async function loadBundle(baseUrl, onProgress = () => {}) {
   const entries = Object.entries(manifest.files);
   const files = new Map();
   let done = 0;
+  // Promise.all rejects at the first bad file while the other fetches run on: once one failed,
+  // they must not report progress, or the page's "Verifying n/N" would overwrite the error.
+  let failed = false;
   await Promise.all(entries.map(async ([rel, digest]) => {
-    const bytes = await fetchBytes(new URL(rel, base), rel);
-    const got = await sha256Hex(bytes);
-    if (got !== digest) {
-      throw new BundleError(`bundle file ${rel} does not match its sha256 in the manifest (tampered or truncated); re-export or re-copy the bundle`);
+    try {
+      const bytes = await fetchBytes(new URL(rel, base), rel);
+      const got = await sha256Hex(bytes);
+      if (got !== digest) {
+        throw new BundleError(`bundle file ${rel} does not match its sha256 in the manifest (tampered or truncated); re-export or re-copy the bundle`);
+      }
+      files.set(rel, bytes);
+      if (!failed) onProgress(++done, entries.length, rel);
+    } catch (e) {
+      failed = true;
+      throw e;
     }
-    files.set(rel, bytes);
-    onProgress(++done, entries.length, rel);
   }));
   return { url: base.href, manifest, files };
 }

@@ -6,9 +6,14 @@ kernels: a design regression (an op XNNPACK cannot run) shows up here first.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -33,6 +38,34 @@ def partition_report(edge_program) -> dict:
     portable = Counter(op_name(n.target) for n in nodes
                        if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
     return {"xnnpack_partitions": delegates, "portable_ops": dict(portable)}
+
+
+# ExecuTorch's C++ sources whose Info lines the Python runtime prints on every start: the thread
+# pool's CPU probe (five lines about ARM-only /sys files, printed on x86 too) and its resizing.
+_STARTUP_LOG_SOURCES = ("[cpuinfo_utils.cpp:", "[threadpool.cpp:")
+
+
+@contextlib.contextmanager
+def _without_startup_log() -> Iterator[None]:
+    """Drop the startup lines above from fd 2; pass every other line on.
+
+    ExecuTorch's pybindings log from C++ straight to fd 2 and Python cannot set their level, so fd 2
+    goes to a temporary file while the runtime starts; an error logged there still reaches the user.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            kept = [ln for ln in log.read().decode(errors="replace").splitlines() if not ln.startswith(_STARTUP_LOG_SOURCES)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
 
 
 class ExecuTorchTarget:
@@ -63,10 +96,10 @@ class ExecuTorchTarget:
         from executorch.extension.pybindings import _C
         from executorch.runtime import Runtime
 
-        if threads:
-            _C._unsafe_reset_threadpool(threads)  # one process-wide pool, as on a phone
-
-        method = Runtime.get().load_program(Path(path)).load_method("forward")
+        with _without_startup_log():
+            if threads:
+                _C._unsafe_reset_threadpool(threads)  # one process-wide pool, as on a phone
+            method = Runtime.get().load_program(Path(path)).load_method("forward")
 
         def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             args = [torch.from_numpy(a) for a in cast_feeds(feeds, inputs)]

@@ -65,10 +65,14 @@ class BundleRuntime:
         return noise_array(seed, self.manifest["latent"]["shape"][1:])[None]
 
     def denoise(self, noise: np.ndarray, class_id: int, steps: int | None = None,
-                callback: Callable[[int, np.ndarray, float], None] | None = None) -> np.ndarray:
-        """Final latent from ``noise``; ``callback(i, latent, seconds)`` after each step."""
+                callback: Callable[[int, np.ndarray, float], None] | None = None, cfg: float | None = None) -> np.ndarray:
+        """Final latent from ``noise``; ``callback(i, latent, seconds)`` after each step. ``cfg``
+        overrides the manifest's guidance scale (an input of the step graph; baked into a fused one)."""
         s = self.sampler
-        ts, cfg = self.schedule(steps), s["cfg"]
+        ts = self.schedule(steps)
+        if cfg is not None and cfg != s["cfg"] and s["graph"] == "fused":
+            raise LRFError(f"this fused bundle has cfg {s['cfg']} built in, not {cfg}; re-export it or use a step bundle")
+        cfg = s["cfg"] if cfg is None else cfg
         cls = np.array([class_id], dtype=np.int64)
         if s["graph"] == "fused":
             t0 = time.perf_counter()

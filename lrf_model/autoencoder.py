@@ -26,22 +26,26 @@ from .errors import ConfigError, LRFError
 TAESD_HUB_ID = "madebyollin/taesd"
 
 
-def build_autoencoder(downsample: int = 4, latent_channels: int = 4, channels: int = 64) -> AutoencoderTiny:
+def build_autoencoder(downsample: int = 4, latent_channels: int = 4, channels: int = 64,
+                      decoder_channels: int | None = None) -> AutoencoderTiny:
     """An untrained ``AutoencoderTiny`` with downsampling factor ``downsample`` (a power of 2).
 
     TAESD itself is ``downsample=8, channels=64``: blocks (1,3,3,3) / (3,3,3,1).
-    Each extra factor of 2 adds one stride-2 stage of 3 blocks.
+    Each extra factor of 2 adds one stride-2 stage of 3 blocks. ``decoder_channels`` (default:
+    ``channels``) sets the decoder apart: it runs once per generated image on the phone, while
+    the encoder runs only for editing, so the encoder can afford to be wider.
     """
+    decoder_channels = channels if decoder_channels is None else decoder_channels
     if downsample < 2 or downsample & (downsample - 1):
         raise ConfigError(f"downsample={downsample} is invalid; use a power of two >= 2 (TAESD uses 8)")
     if latent_channels < 1:
         raise ConfigError(f"latent_channels={latent_channels} is invalid; use a positive count (TAESD uses 4)")
-    if channels < 1:
-        raise ConfigError(f"channels={channels} is invalid; use a positive width (TAESD uses 64)")
+    if channels < 1 or decoder_channels < 1:
+        raise ConfigError(f"channels={channels}/{decoder_channels} is invalid; use a positive width (TAESD uses 64)")
     stages = int(math.log2(downsample)) + 1
     return AutoencoderTiny(
         encoder_block_out_channels=(channels,) * stages,
-        decoder_block_out_channels=(channels,) * stages,
+        decoder_block_out_channels=(decoder_channels,) * stages,
         num_encoder_blocks=(1,) + (3,) * (stages - 1),
         num_decoder_blocks=(3,) * (stages - 1) + (1,),
         latent_channels=latent_channels,
@@ -130,8 +134,9 @@ def load_taesd_raw(encoder_path: str | Path, decoder_path: str | Path) -> Autoen
                                 key=lambda k: int(k.split(".")[2]))].shape[0]
     # Stride-2 convs are the top-level convs without a bias (SOURCE.md: raw 2, 6, 10).
     strided = sum(1 for k in enc if k.count(".") == 1 and k.endswith(".weight") and f"{k.split('.')[0]}.bias" not in enc)
-    channels = state["encoder.layers.0.weight"].shape[0]
-    ae = build_autoencoder(downsample=2**strided, latent_channels=latent_channels, channels=channels)
+    channels, decoder_channels = state["encoder.layers.0.weight"].shape[0], state["decoder.layers.0.weight"].shape[0]
+    ae = build_autoencoder(downsample=2**strided, latent_channels=latent_channels, channels=channels,
+                           decoder_channels=decoder_channels)
     try:
         ae.load_state_dict(state, strict=True)
     except RuntimeError as e:

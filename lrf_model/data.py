@@ -145,7 +145,9 @@ def encode_dataset(
     for i in tqdm(range(0, len(images), batch_size), desc="encode latents", leave=False):
         x = images_to_tensor(images[i : i + batch_size]).to(device)
         out.append(autoencoder.encode(x).latents.float().cpu())
-    return torch.cat(out)
+    # Contiguous, as a reloaded cache is: oneDNN may return channels-last latents, and bf16
+    # kernels round differently on another layout (a resumed run would not match exactly).
+    return torch.cat(out).contiguous()
 
 
 def cached_latents(

@@ -1,8 +1,10 @@
 """Training loops: ``lrf-train-ae`` (the autoencoder) and ``lrf-train`` (the denoiser).
 
-Both share the same machinery: in-memory data sharded across ranks (``torchrun`` launches
-DDP automatically), AdamW with warm-up + cosine decay, grad clipping, bf16 autocast on GPU,
-a tqdm bar, a JSONL log, a loss-curve PNG, and safetensors checkpoints (never pickle).
+Both run on :mod:`lrf_model.trainer`'s machinery: in-memory data sharded across ranks
+(``torchrun`` launches DDP automatically), AdamW with diffusers' cosine-with-warm-up schedule,
+diffusers' ``EMAModel``, grad clipping, bf16 autocast where the hardware has native bf16, a
+tqdm bar, a JSONL log, a loss-curve PNG, safetensors checkpoints (never pickle) and a training
+state written every ``--checkpoint-minutes`` that ``--resume`` continues exactly.
 """
 
 from __future__ import annotations
@@ -10,125 +12,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from .autoencoder import build_autoencoder, load_autoencoder, to_model_space
 from .data import CIFAR10_CLASSES, cached_latents, images_to_tensor, load_cifar10
-from .errors import cli_errors
+from .errors import LRFError, cli_errors
 from .plots import save_image_grid, save_loss_curve
-
-
-# --- shared machinery ---------------------------------------------------------------------
-
-
-@dataclass
-class Runtime:
-    """Where training runs: device, rank and world size (DDP when launched by torchrun)."""
-
-    device: torch.device
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def autocast(self):
-        """bf16 autocast on CUDA; full precision on CPU (bf16 matmuls are slow there)."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
-
-def setup_runtime(threads: int | None = None) -> Runtime:
-    if threads:
-        torch.set_num_threads(threads)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-        rank = dist.get_rank()
-        if torch.cuda.is_available():
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            return Runtime(torch.device("cuda", local), rank, world)
-        return Runtime(torch.device("cpu"), rank, world)
-    return Runtime(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def wrap_ddp(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
-    if rt.world == 1:
-        return model
-    ids = [rt.device.index] if rt.device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rt: Runtime) -> list[torch.Tensor]:
-    """This rank's shuffled index batches for one epoch (the same permutation on every rank)."""
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    perm = torch.randperm(n, generator=g)
-    per_step = batch_size * rt.world
-    steps = n // per_step
-    return [perm[s * per_step + rt.rank * batch_size : s * per_step + (rt.rank + 1) * batch_size] for s in range(steps)]
-
-
-def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    for group in opt.param_groups:
-        group["lr"] = lr
-
-
-def append_log(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def read_log(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Flatten an optimizer state into safetensors-friendly tensors plus a JSON-able rest."""
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for idx, state in sd["state"].items():
-        for k, v in state.items():
-            if torch.is_tensor(v):
-                tensors[f"optim.{idx}.{k}"] = v.contiguous()
-            else:
-                scalars[f"{idx}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith("optim."):
-            _, idx, k = key.split(".", 2)
-            state.setdefault(int(idx), {})[k] = v
-    for key, v in meta["scalars"].items():
-        idx, k = key.split(".", 1)
-        state.setdefault(int(idx), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+from .trainer import (CheckpointTimer, Runtime, append_log, check_resume, epoch_batches, read_log, read_training_state,
+                      restore_training_state, save_training_state, setup_runtime, take, truncate_log, wrap_ddp)
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -139,15 +39,22 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training images (smoke runs)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 autocast on GPUs and CPUs with native bf16 (AVX512_BF16/AMX), else fp32")
+    p.add_argument("--limit", type=int, default=None, help="use only N training images (smoke runs)")
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay (diffusers EMAModel, warm-up (1+n)/(10+n))")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0, help="wall-clock minutes between training states")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly (with a checkpoint) after this long")
+    p.add_argument("--stop-at-step", type=int, default=None,
+                   help="stop cleanly at this step as if interrupted (resume continues the same run)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/training_state.safetensors")
 
 
-def take(images: np.ndarray, labels: np.ndarray, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    if limit is None:
-        return images, labels
-    g = np.random.default_rng(0)
-    idx = np.sort(g.permutation(len(images))[:limit])
-    return images[idx], labels[idx]
+def should_stop(args: argparse.Namespace, step: int, t_start: float) -> bool:
+    """Out of time (``--max-minutes``) or at ``--stop-at-step``: end this process with a checkpoint."""
+    if args.stop_at_step is not None and step >= args.stop_at_step:
+        return True
+    return args.max_minutes is not None and time.time() - t_start > args.max_minutes * 60
 
 
 # --- autoencoder --------------------------------------------------------------------------
@@ -178,31 +85,91 @@ def evaluate_autoencoder(ae, images: np.ndarray, device: torch.device, batch_siz
     return {"mse": mse, "psnr_db": 10 * math.log10(4.0 / mse)}
 
 
+@torch.no_grad()
+def set_latent_statistics(ae, images: np.ndarray, device: torch.device) -> None:
+    """Latent mean/std of ``images`` -> diffusers' shift/scaling, so the denoiser sees ~unit-variance latents."""
+    ae.eval()
+    lat = torch.cat([ae.encode(images_to_tensor(images[i : i + 500]).to(device)).latents.float().cpu()
+                     for i in range(0, len(images), 500)])
+    ae.register_to_config(shift_factor=float(lat.mean()), scaling_factor=float(1.0 / lat.std()))
+
+
+# Settings a resumed run must share with the run it continues.
+AE_RESUME_KEYS = ("epochs", "batch_size", "lr", "seed", "limit", "downsample", "latent_channels", "channels",
+                  "decoder_channels", "ema")
+
+
 def train_autoencoder(args: argparse.Namespace) -> dict:
-    rt = setup_runtime(args.threads)
+    rt = setup_runtime(args.threads, args.precision)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    train_x, train_y = take(*load_cifar10(args.data, "train"), args.limit)
+    train_x, _ = take(*load_cifar10(args.data, "train"), args.limit)
     test_x, _ = load_cifar10(args.data, "test")
-    ae = build_autoencoder(args.downsample, args.latent_channels, args.channels).to(rt.device)
+    ae = build_autoencoder(args.downsample, args.latent_channels, args.channels, args.decoder_channels).to(rt.device)
+    ae = ae.to(memory_format=torch.channels_last)  # oneDNN's fast conv layout on CPU
+    ema = EMAModel(ae.parameters(), decay=args.ema)
     model = wrap_ddp(Reconstruction(ae), rt)
     opt = torch.optim.AdamW(ae.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = len(train_x) // (args.batch_size * rt.world)
+    if steps_per_epoch < 1:
+        raise LRFError(f"{len(train_x)} training images are fewer than one batch of {args.batch_size}; lower --batch-size")
     total = max(1, int(args.epochs * steps_per_epoch))
-    log_path = out / "train_log.jsonl"
-    log_path.unlink(missing_ok=True)
-    step, t0 = 0, time.time()
-    bar = tqdm(total=total, desc="autoencoder", disable=not rt.main)
-    epoch = 0
-    while step < total:
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=min(500, total // 10 + 1), num_training_steps=total)
+    g = torch.Generator().manual_seed(args.seed * 7919 + rt.rank)
+    log_path, val_path = out / "train_log.jsonl", out / "val_log.jsonl"
+    step, spent = 0, 0.0
+    if args.resume and (state := read_training_state(out, rt.device)) is not None:
+        check_resume(state[1], vars(args), AE_RESUME_KEYS)
+        step = restore_training_state(*state, modules={"model": ae}, optimizer=opt, scheduler=sched, ema=ema,
+                                      generators={"augment": g})
+        spent = state[1]["extra"].get("train_time_s", 0.0)
+        for path in (log_path, val_path):
+            truncate_log(path, step)
+        if rt.main:
+            print(f"resumed from step {step}")
+    elif rt.main:
+        log_path.unlink(missing_ok=True)
+        val_path.unlink(missing_ok=True)
+    t_start = time.time()
+    timer = CheckpointTimer(args.checkpoint_minutes)
+    eval_x = test_x[:2000]  # periodic PSNR on a fixed test subset; the final metrics use all 10,000
+
+    def elapsed() -> float:
+        return spent + time.time() - t_start
+
+    def export_ema() -> None:
+        """The EMA weights, with their latent statistics, as the loadable autoencoder in OUT."""
+        ema.store(ae.parameters())
+        ema.copy_to(ae.parameters())
+        set_latent_statistics(ae, train_x[:5000], rt.device)
+        ae.to(memory_format=torch.contiguous_format).save_pretrained(out)
+        ae.to(memory_format=torch.channels_last)
+        ema.restore(ae.parameters())
+
+    def checkpoint() -> None:
+        if rt.main:
+            ema.store(ae.parameters())
+            ema.copy_to(ae.parameters())
+            metrics = evaluate_autoencoder(ae, eval_x, rt.device)
+            ema.restore(ae.parameters())
+            append_log(val_path, {"step": step, "epoch": step / steps_per_epoch, "time_s": elapsed(),
+                                  "test2000_mse": metrics["mse"], "test2000_psnr_db": metrics["psnr_db"]})
+            save_training_state(out, step, {"model": ae}, opt, sched, ema, generators={"augment": g},
+                                extra={"args": vars(args), "train_time_s": elapsed()})
+            export_ema()
+            save_loss_curve(read_log(log_path), out / "loss.png", title="autoencoder L1+MSE")
+        timer.reset()
+
+    bar = tqdm(total=total, initial=step, desc="autoencoder", disable=not rt.main)
+    epoch = step // steps_per_epoch
+    stopped = False
+    while step < total and not stopped:
         ae.train()
-        for idx in epoch_batches(len(train_x), args.batch_size, epoch, args.seed, rt):
-            if step >= total:
-                break
-            x = images_to_tensor(train_x[idx.numpy()]).to(rt.device)
-            x = torch.where(torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5, x.flip(3), x)
-            set_lr(opt, cosine_lr(step, total, args.lr, warmup=min(500, total // 10 + 1)))
+        for idx in epoch_batches(len(train_x), args.batch_size, epoch, args.seed, rt)[step - epoch * steps_per_epoch :]:
+            x = images_to_tensor(train_x[idx.numpy()])
+            x = torch.where(torch.rand(x.shape[0], 1, 1, 1, generator=g) < 0.5, x.flip(3), x)
+            x = x.to(rt.device).contiguous(memory_format=torch.channels_last)
             with rt.autocast():
                 y = model(x).float()
             loss = F.l1_loss(y, x) + F.mse_loss(y, x)
@@ -210,29 +177,34 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
             opt.step()
+            sched.step()
+            ema.step(ae.parameters())
             step += 1
             bar.update(1)
             if rt.main and (step % 50 == 0 or step == total):
                 bar.set_postfix(loss=f"{loss.item():.4f}")
                 append_log(log_path, {"step": step, "epoch": step / steps_per_epoch, "loss": loss.item(),
-                                      "lr": opt.param_groups[0]["lr"], "time_s": time.time() - t0})
+                                      "lr": opt.param_groups[0]["lr"], "time_s": elapsed()})
+            if step >= total or should_stop(args, step, t_start):
+                stopped = True
+                break
+            if timer.due():
+                checkpoint()
         epoch += 1
     bar.close()
-    train_time = time.time() - t0
-    if not rt.main:
+    checkpoint()
+    if not rt.main or step < total:
+        if rt.main:
+            print(f"autoencoder: stopped at step {step}/{total}; continue with --resume")
         return {}
+    ema.copy_to(ae.parameters())
     ae.eval().requires_grad_(False)
-    # Latent statistics -> diffusers' shift/scaling so the denoiser sees ~unit-variance latents.
-    lat = torch.cat([ae.encode(images_to_tensor(train_x[i : i + 500]).to(rt.device)).latents.float().cpu()
-                     for i in range(0, min(len(train_x), 5000), 500)])
-    ae.register_to_config(shift_factor=float(lat.mean()), scaling_factor=float(1.0 / lat.std()))
     metrics = evaluate_autoencoder(ae, test_x, rt.device)
-    metrics.update(train_time_s=train_time, steps=step, train_images=len(train_x), device=str(rt.device),
+    metrics.update(train_time_s=elapsed(), steps=step, train_images=len(train_x), device=str(rt.device),
+                   precision="bf16" if rt.bf16 else "fp32", threads=torch.get_num_threads(),
                    parameters=sum(p.numel() for p in ae.parameters()),
                    shift_factor=ae.config.shift_factor, scaling_factor=ae.config.scaling_factor)
-    ae.save_pretrained(out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    save_loss_curve(read_log(log_path), out / "loss.png", title="autoencoder L1+MSE")
     with torch.no_grad():
         x = images_to_tensor(test_x[:16]).to(rt.device)
         y = ae.decode(ae.encode(x).latents).sample.clamp(-1, 1)
@@ -247,7 +219,9 @@ def main_train_ae(argv: list[str] | None = None) -> None:
     add_common_args(p)
     p.add_argument("--downsample", type=int, default=4, help="spatial factor f (32px -> 32/f latent)")
     p.add_argument("--latent-channels", type=int, default=4)
-    p.add_argument("--channels", type=int, default=64, help="width of every stage (TAESD: 64)")
+    p.add_argument("--channels", type=int, default=64, help="width of every encoder stage (TAESD: 64)")
+    p.add_argument("--decoder-channels", type=int, default=None,
+                   help="width of every decoder stage (default: --channels); the decoder is what a phone runs per image")
     args = p.parse_args(argv)
     train_autoencoder(args)
 
@@ -287,12 +261,6 @@ def validation_loss(model, z0: torch.Tensor, labels: torch.Tensor, recursions: i
 
 
 @torch.no_grad()
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach(), 1 - decay)
-
-
-@torch.no_grad()
 def class_grid(denoiser, autoencoder, steps: int, cfg: float, per_class: int = 8, seed: int = 0) -> torch.Tensor:
     """One row per class, ``per_class`` samples each: (10*per_class, 3, H, W) in [-1, 1]."""
     from .pipeline import LRFPipeline
@@ -303,14 +271,50 @@ def class_grid(denoiser, autoencoder, steps: int, cfg: float, per_class: int = 8
     return pipe.generate_tensor(labels, [seed + i for i in range(len(labels))], steps=steps, cfg_scale=cfg)
 
 
+class QuickEval:
+    """Class consistency and FID (classifier features) of a few samples per class at every
+    checkpoint: the curve of quality against CPU time. A measurement only, never a loss."""
+
+    def __init__(self, classifier_dir: str | None, per_class: int, steps: int, cfg: float):
+        from .classifier import default_classifier, load_classifier
+        from .metrics import load_reference
+
+        folder = Path(classifier_dir) if classifier_dir else default_classifier()
+        self.classifier = load_classifier(folder)
+        self.reference = load_reference(folder)
+        if self.reference is None:
+            raise LRFError(f"{folder} has no reference statistics; train it with lrf-train-classifier or pass --eval-per-class 0")
+        self.per_class, self.steps, self.cfg = per_class, steps, cfg
+
+    def __call__(self, denoiser, autoencoder) -> dict[str, float]:
+        from .classes import CIFAR10_CLASSES
+        from .metrics import classify, distribution_report
+
+        K = denoiser.config.num_classes
+        labels = [k for k in range(K) for _ in range(self.per_class)]
+        seeds = [10_000 + j for _ in range(K) for j in range(self.per_class)]  # not the grid's seeds
+        from .pipeline import LRFPipeline
+
+        images = LRFPipeline(denoiser=denoiser, autoencoder=autoencoder).generate_tensor(
+            labels, seeds, steps=self.steps, cfg_scale=self.cfg)
+        preds, feats = classify(self.classifier, images)
+        r = distribution_report(labels, preds, feats, self.reference, list(CIFAR10_CLASSES))
+        return {"class_consistency": r["class_consistency"], "fid": r["fid"], "diversity_ratio": r["diversity_ratio"]}
+
+
+# Settings a resumed run must share with the run it continues.
+DENOISER_RESUME_KEYS = ("epochs", "batch_size", "lr", "seed", "limit", "hidden_dim", "num_blocks", "num_heads", "mixer",
+                        "recursions", "recursion_choices", "loss", "cfg_dropout", "ema")
+
+
 def train_denoiser(args: argparse.Namespace) -> dict:
     from .model import LRFDenoiser
     from .pipeline import default_checkpoint
 
-    rt = setup_runtime(args.threads)
+    rt = setup_runtime(args.threads, args.precision)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed + rt.rank)
+    torch.manual_seed(args.seed)
     ae_dir = Path(args.autoencoder) if args.autoencoder else default_checkpoint() / "autoencoder"
     ae = load_autoencoder(ae_dir).to(rt.device)
     images, labels_np = take(*load_cifar10(args.data, "train"), args.limit)
@@ -328,98 +332,109 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                      num_heads=args.num_heads, recursions=args.recursions, max_recursions=max(args.recursion_choices),
                      mixer=args.mixer, num_classes=len(CIFAR10_CLASSES))
     model = LRFDenoiser(**model_cfg).to(rt.device)
-    ema = LRFDenoiser(**model_cfg).to(rt.device).requires_grad_(False)
-    ema.load_state_dict(model.state_dict())
+    ema = EMAModel(model.parameters(), decay=args.ema)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     steps_per_epoch = len(y_all) // (args.batch_size * rt.world)
+    if steps_per_epoch < 1:
+        raise LRFError(f"{len(y_all)} training images are fewer than one batch of {args.batch_size}; lower --batch-size")
     total = max(1, int(args.epochs * steps_per_epoch))
-    state_path, meta_path, log_path = out / "training_state.safetensors", out / "training_state.json", out / "train_log.jsonl"
-    step = 0
-    if args.resume and state_path.is_file():
-        tensors = load_file(state_path, device=str(rt.device))
-        meta = json.loads(meta_path.read_text())
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        optimizer_from_tensors(opt, tensors, meta["optimizer"])
-        step = meta["step"]
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=min(1000, total // 20 + 1), num_training_steps=total)
+    # Every random draw of training comes from this generator (saved with the state: exact resume).
+    g = torch.Generator(device=rt.device).manual_seed(args.seed * 7919 + rt.rank)
+    log_path, val_path = out / "train_log.jsonl", out / "val_log.jsonl"
+    quick = QuickEval(args.eval_classifier, args.eval_per_class, args.eval_steps, args.sample_cfg) \
+        if args.eval_per_class and rt.main else None
+    step, spent = 0, 0.0
+    if args.resume and (state := read_training_state(out, rt.device)) is not None:
+        check_resume(state[1], vars(args), DENOISER_RESUME_KEYS)
+        step = restore_training_state(*state, modules={"model": model}, optimizer=opt, scheduler=sched, ema=ema,
+                                      generators={"train": g})
+        spent = state[1]["extra"].get("train_time_s", 0.0)
+        for path in (log_path, val_path):
+            truncate_log(path, step)
         if rt.main:
             print(f"resumed from step {step}")
     elif rt.main:
         log_path.unlink(missing_ok=True)
+        val_path.unlink(missing_ok=True)
     ddp = wrap_ddp(model, rt)
     null_class = model.config.num_classes
     choices = torch.tensor(args.recursion_choices)
-    g_r = torch.Generator().manual_seed(args.seed)
-    for _ in range(step):  # keep the R sequence identical whether or not we resumed
-        torch.randint(len(choices), (1,), generator=g_r)
     if rt.main:
         print(f"denoiser: {sum(p.numel() for p in model.parameters()):,} parameters, {total} steps, "
-              f"{len(y_all)} images, latents {tuple(z_all.shape[2:])}, device {rt.device}")
-    t0 = time.time()
-    deadline = t0 + args.max_minutes * 60 if args.max_minutes else None
+              f"{len(y_all)} images, latents {tuple(z_all.shape[2:])}, device {rt.device}, "
+              f"{'bf16' if rt.bf16 else 'fp32'}")
+    t_start = time.time()
+    timer = CheckpointTimer(args.checkpoint_minutes)
     bar = tqdm(total=total, initial=step, desc="denoiser", disable=not rt.main)
-    eval_every = max(1, int(args.eval_every * steps_per_epoch))
+
+    def elapsed() -> float:
+        return spent + time.time() - t_start
 
     def checkpoint(final: bool = False) -> None:
-        if not rt.main:
-            return
-        ema.save_pretrained(out / "denoiser")
-        tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
-        tensors.update({f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()})
-        opt_tensors, opt_meta = optimizer_to_tensors(opt)
-        tensors.update(opt_tensors)
-        save_file(tensors, str(state_path) + ".tmp")
-        Path(str(state_path) + ".tmp").replace(state_path)
-        meta_path.write_text(json.dumps({"step": step, "total": total, "optimizer": opt_meta, "args": vars(args)}))
-        save_loss_curve(read_log(log_path), out / "loss.png", title="denoiser flow loss")
-        ema.eval()
-        grid = class_grid(ema, ae, steps=args.sample_steps, cfg=args.sample_cfg)
-        save_image_grid(grid.cpu(), out / ("samples.png" if final else f"samples_step{step:06d}.png"), nrow=8)
+        if rt.main:
+            save_training_state(out, step, {"model": model}, opt, sched, ema, generators={"train": g},
+                                extra={"args": vars(args), "train_time_s": elapsed()})
+            ema.store(model.parameters())
+            ema.copy_to(model.parameters())
+            model.eval()
+            record = {"step": step, "epoch": step / steps_per_epoch, "time_s": elapsed(),
+                      "val_mse": validation_loss(model, z_val, y_val, model.config.recursions)}
+            if quick is not None:
+                record.update({f"eval_{k}": v for k, v in quick(model, ae).items()})
+            append_log(val_path, record)
+            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith(("val", "eval"))))
+            model.save_pretrained(out / "denoiser")
+            grid = class_grid(model, ae, steps=args.sample_steps, cfg=args.sample_cfg)
+            save_image_grid(grid.cpu(), out / ("samples.png" if final else f"samples_step{step:06d}.png"), nrow=8)
+            ema.restore(model.parameters())
+            model.train()
+            save_loss_curve(read_log(log_path), out / "loss.png", title="denoiser flow loss")
+        timer.reset()
 
     epoch = step // steps_per_epoch
-    while step < total:
+    stopped = False
+    while step < total and not stopped:
         model.train()
-        batches = epoch_batches(len(y_all), args.batch_size, epoch, args.seed, rt)
-        for idx in batches[step - epoch * steps_per_epoch :]:  # after a resume: skip consumed batches
-            if step >= total:
-                break
+        for idx in epoch_batches(len(y_all), args.batch_size, epoch, args.seed, rt)[step - epoch * steps_per_epoch :]:
             idx = idx.to(rt.device)
-            flip = torch.randint(0, 2, (len(idx),), device=rt.device)
+            n = len(idx)
+            flip = torch.randint(0, 2, (n,), device=rt.device, generator=g)
             z0 = z_all[flip, idx]
-            y = torch.where(torch.rand(len(idx), device=rt.device) < args.cfg_dropout, null_class, y_all[idx])
-            R = int(choices[torch.randint(len(choices), (1,), generator=g_r)])
-            set_lr(opt, cosine_lr(step, total, args.lr, warmup=min(1000, total // 20 + 1)))
+            drop = torch.rand(n, device=rt.device, generator=g) < args.cfg_dropout
+            y = torch.where(drop, null_class, y_all[idx])
+            R = int(choices[torch.randint(len(choices), (1,), generator=g, device=rt.device).item()])
+            t = logit_normal(n, rt.device, g)
+            noise = torch.randn(z0.shape, device=rt.device, generator=g)
             with rt.autocast():
-                loss = flow_loss(ddp, z0, y, logit_normal(len(idx), rt.device), torch.randn_like(z0), R, args.loss)
+                loss = flow_loss(ddp, z0, y, t, noise, R, args.loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            ema_update(ema, model, args.ema if step > 200 else 0.0)
+            sched.step()
+            ema.step(model.parameters())
             step += 1
             bar.update(1)
             if rt.main and step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}", R=R)
                 append_log(log_path, {"step": step, "epoch": step / steps_per_epoch, "loss": loss.item(), "R": R,
-                                      "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"], "time_s": time.time() - t0})
-            if step % eval_every == 0 or step == total:
-                if rt.main:
-                    val = validation_loss(ema, z_val, y_val, model.config.recursions)
-                    append_log(out / "val_log.jsonl", {"step": step, "epoch": step / steps_per_epoch, "val_mse": val,
-                                                       "time_s": time.time() - t0})
-                    bar.write(f"step {step}: EMA validation velocity MSE {val:.4f}")
-                checkpoint()
-            if deadline and time.time() > deadline:
-                total = step  # out of time: finish here with a final checkpoint
+                                      "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"], "time_s": elapsed()})
+            if step >= total or should_stop(args, step, t_start):
+                stopped = True
                 break
+            if timer.due():
+                checkpoint()
         epoch += 1
     bar.close()
-    checkpoint(final=True)
-    result = {"steps": step, "train_time_s": time.time() - t0, "device": str(rt.device)}
+    checkpoint(final=step >= total)
+    result = {"steps": step, "total_steps": total, "train_time_s": elapsed(), "device": str(rt.device),
+              "precision": "bf16" if rt.bf16 else "fp32", "threads": torch.get_num_threads()}
     if rt.main:
-        result["val_mse"] = validation_loss(ema, z_val, y_val, model.config.recursions)
+        result.update(read_log(val_path)[-1])
         (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-        print(f"denoiser: EMA validation velocity MSE {result['val_mse']:.4f} -> {out / 'denoiser'}")
+        state = "finished" if step >= total else f"stopped at step {step}/{total}; continue with --resume"
+        print(f"denoiser: {state}; EMA validation velocity MSE {result['val_mse']:.4f} -> {out / 'denoiser'}")
     if rt.world > 1:
         dist.destroy_process_group()
     return result
@@ -439,11 +454,11 @@ def main_train(argv: list[str] | None = None) -> None:
                    help="R is sampled per batch from these, so every R works at inference")
     p.add_argument("--loss", choices=["snr", "mse"], default="snr")
     p.add_argument("--cfg-dropout", type=float, default=0.1)
-    p.add_argument("--ema", type=float, default=0.999)
-    p.add_argument("--eval-every", type=float, default=2.0, help="epochs between checkpoints and sample grids")
-    p.add_argument("--sample-steps", type=int, default=8)
+    p.add_argument("--sample-steps", type=int, default=8, help="steps of the sample grid written at each checkpoint")
     p.add_argument("--sample-cfg", type=float, default=3.0)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly (with a checkpoint) after this long")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/training_state.safetensors")
+    p.add_argument("--eval-per-class", type=int, default=50,
+                   help="samples per class measured by the classifier at each checkpoint (0: none)")
+    p.add_argument("--eval-steps", type=int, default=4)
+    p.add_argument("--eval-classifier", default=None, help="classifier folder (default: the shipped one)")
     args = p.parse_args(argv)
     train_denoiser(args)

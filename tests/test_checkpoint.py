@@ -1,10 +1,12 @@
-import json
-
+import pytest
 import torch
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
 
+from lrf_model.errors import LRFError
 from lrf_model.model import LRFDenoiser
 from lrf_model.pipeline import LRFPipeline, load_denoiser
-from lrf_model.training import optimizer_from_tensors, optimizer_to_tensors
+from lrf_model.trainer import STATE_FILE, read_training_state, restore_training_state, save_training_state
 
 
 def test_denoiser_round_trip_is_bit_exact(tmp_path, tiny_denoiser):
@@ -28,14 +30,32 @@ def test_pipeline_folder_round_trip(tiny_checkpoint):
     assert torch.equal(a, b)
 
 
-def test_optimizer_state_round_trip(tmp_path):
+def test_training_state_round_trip(tmp_path):
+    """Model, EMA, optimizer, schedule and generator come back exactly; a damaged file is one line."""
     m = LRFDenoiser(hidden_dim=16, num_heads=2, num_blocks=1)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    sched = get_cosine_schedule_with_warmup(opt, 2, 10)
+    ema = EMAModel(m.parameters(), decay=0.99)
+    g = torch.Generator().manual_seed(3)
     m(torch.randn(2, 4, 8, 8), torch.rand(2), torch.tensor([0, 1])).pow(2).mean().backward()
     opt.step()
-    tensors, meta = optimizer_to_tensors(opt)
-    meta = json.loads(json.dumps(meta))  # what training_state.json stores
-    opt2 = torch.optim.AdamW(m.parameters(), lr=1e-3)
-    optimizer_from_tensors(opt2, tensors, meta)
-    for s1, s2 in zip(opt.state.values(), opt2.state.values()):
-        assert all(torch.equal(torch.as_tensor(s1[k]), torch.as_tensor(s2[k])) for k in s1)
+    sched.step()
+    ema.step(m.parameters())
+    torch.rand(5, generator=g)
+    save_training_state(tmp_path, 1, {"model": m}, opt, sched, ema, {"g": g}, extra={"note": "x"})
+    m2 = LRFDenoiser(hidden_dim=16, num_heads=2, num_blocks=1)
+    opt2 = torch.optim.AdamW(m2.parameters(), lr=1e-3)
+    sched2 = get_cosine_schedule_with_warmup(opt2, 2, 10)
+    ema2, g2 = EMAModel(m2.parameters(), decay=0.5), torch.Generator()
+    tensors, meta = read_training_state(tmp_path)
+    assert restore_training_state(tensors, meta, {"model": m2}, opt2, sched2, ema2, {"g": g2}) == 1
+    assert meta["extra"] == {"note": "x"} and ema2.decay == 0.99 and ema2.optimization_step == 1
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(ema.shadow_params, ema2.shadow_params))
+    for p1, p2 in zip(m.parameters(), m2.parameters()):
+        s1, s2 = opt.state[p1], opt2.state[p2]
+        assert s1.keys() == s2.keys() and all(torch.equal(torch.as_tensor(s1[k]), torch.as_tensor(s2[k])) for k in s1)
+    assert sched2.get_last_lr() == sched.get_last_lr() and torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=g2))
+    (tmp_path / STATE_FILE).write_bytes(b"garbage")
+    with pytest.raises(LRFError, match="cannot read the training state"):
+        read_training_state(tmp_path)

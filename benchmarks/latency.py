@@ -33,6 +33,7 @@ import common  # noqa: E402
 
 from lrf_export.graphs import DecoderGraph, GuidedStepGraph  # noqa: E402
 from lrf_export.run import BundleRuntime  # noqa: E402
+from lrf_model.autoencoder import decoder_flops  # noqa: E402
 from lrf_model.pipeline import DEFAULT_CFG, LRFPipeline  # noqa: E402
 from lrf_model.sampling import portable_noise, schedule  # noqa: E402
 
@@ -58,16 +59,10 @@ def counted_flops(pipe: LRFPipeline, R: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     step = GuidedStepGraph(pipe.denoiser, R)
-    decoder = DecoderGraph(pipe.autoencoder)
-    out = {}
-    with torch.no_grad():
-        for name, module, inputs in (("step", step, step.example_inputs()),
-                                     ("decode", decoder, (torch.zeros(1, *pipe.latent_shape),))):
-            counter = FlopCounterMode(display=False)
-            with counter:
-                module(*inputs)
-            out[name] = counter.get_total_flops()
-    return out
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        step(*step.example_inputs())
+    return {"step": counter.get_total_flops(), "decode": decoder_flops(pipe.autoencoder)}
 
 
 def eager(pipe: LRFPipeline, R: int, threads: int, images: int, warmup: int) -> dict:

@@ -153,6 +153,19 @@ def save_taesd_raw(ae: AutoencoderTiny, folder: str | Path) -> None:
     torch.save(dec, folder / "taesd_decoder.pth")
 
 
+@torch.no_grad()
+def decoder_flops(ae: AutoencoderTiny, image_side: int = 32) -> int:
+    """FLOPs (matmuls and convolutions, torch.utils.flop_counter) of decoding one image: what a
+    phone pays per generated image on top of the denoising steps."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    side = image_side // downsample_factor(ae)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        ae.decode(torch.zeros(1, ae.config.latent_channels, side, side))
+    return int(counter.get_total_flops())
+
+
 def to_model_space(ae: AutoencoderTiny, latents: torch.Tensor) -> torch.Tensor:
     """Autoencoder latents -> the scaled space the denoiser works in."""
     return (latents - ae.config.shift_factor) * ae.config.scaling_factor

@@ -3,7 +3,10 @@
 Accepted sources (``load_cifar10``):
 - the official ``cifar-10-batches-py`` folder (``data_batch_1..5``, ``test_batch``);
 - an image-folder tree ``ROOT/{train,test}/<class>/*.{png,jpg}``;
-- a ``.tar.gz`` of that tree (e.g. ``../shared/data/cifar10/cifar10_jpg_yoongikim.tar.gz``).
+- a ``.tar.gz`` of that tree (e.g. ``../shared/data/cifar10/cifar10_jpg_yoongikim.tar.gz``);
+- the lossless convnetjs subset (``cifar10_batch_{0..3}.png``: the first 4,000 training images,
+  ``cifar10_batch_50.png``: the first 1,000 test images, ``labels_51000.txt``), the exact pixels
+  for tests that the JPEG archive cannot give.
 
 Images come back as uint8 arrays ``(N, 32, 32, 3)`` with int64 labels, class index order
 being CIFAR-10's (which is also the alphabetical order of the class folder names).
@@ -100,6 +103,20 @@ def _load_python_batches(root: Path, split: str) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(images), np.concatenate(labels)
 
 
+def _load_lossless_subset(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each PNG row is one image (1024 RGB pixels, row-major); labels are one integer a line,
+    the 50,000 training labels first, then the first 1,000 test labels."""
+    names = [f"cifar10_batch_{i}.png" for i in range(4)] if split == "train" else ["cifar10_batch_50.png"]
+    try:
+        labels = np.loadtxt(root / "labels_51000.txt", dtype=np.int64)
+        rows = [np.asarray(Image.open(root / n).convert("RGB"), dtype=np.uint8) for n in names]
+    except (OSError, ValueError) as e:
+        raise LRFError(f"cannot read the lossless CIFAR-10 subset in {root} ({e}); restore its PNGs and labels") from None
+    images = np.concatenate(rows).reshape(-1, 32, 32, 3)
+    start = 0 if split == "train" else 50_000
+    return images, labels[start : start + len(images)]
+
+
 def load_cifar10(source: str | Path | None = None, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """Load one split of CIFAR-10 as ``(images uint8 (N,32,32,3), labels int64 (N,))``."""
     if split not in ("train", "test"):
@@ -111,6 +128,8 @@ def load_cifar10(source: str | Path | None = None, split: str = "train") -> tupl
         return _load_tar(path, split)
     if (path / "data_batch_1").is_file() or (path / "test_batch").is_file():
         return _load_python_batches(path, split)
+    if (path / "labels_51000.txt").is_file():
+        return _load_lossless_subset(path, split)
     return _load_tree(path, split)
 
 

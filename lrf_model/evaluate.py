@@ -120,7 +120,8 @@ def markdown(report: dict) -> str:
              f"| FID (classifier features) | {report['fid']:.3f} |",
              f"| diversity ratio | {report['diversity_ratio']:.3f} |"]
     if "mse" in report:
-        lines += [f"| reconstruction MSE ([-1,1]) | {report['mse']:.5f} |", f"| PSNR | {report['psnr_db']:.2f} dB |"]
+        lines += [f"| reconstruction MSE ([-1,1]) | {report['mse']:.5f} |", f"| PSNR | {report['psnr_db']:.2f} dB |",
+                  f"| decoder cost per image | {report['decoder_mflop_per_image']:.1f} MFLOP |"]
     if "train_fid" in report["reference"]:
         lines.append(f"| FID of real training images (the floor) | {report['reference']['train_fid']:.3f} |")
     lines += ["", "| class | consistency | FID | diversity ratio |", "|---|---|---|---|"]
@@ -169,7 +170,7 @@ def evaluate_target(target: Path, args: argparse.Namespace, out: Path) -> dict:
 
 def evaluate_reconstruction(checkpoint: Path, args: argparse.Namespace, out: Path) -> dict:
     """The autoencoder's reconstructions of the test images (``num_per_class`` of each class), measured."""
-    from .autoencoder import load_autoencoder
+    from .autoencoder import decoder_flops, load_autoencoder
 
     ae_dir = checkpoint / "autoencoder" if (checkpoint / "autoencoder").is_dir() else checkpoint
     ae = load_autoencoder(ae_dir)
@@ -192,7 +193,7 @@ def evaluate_reconstruction(checkpoint: Path, args: argparse.Namespace, out: Pat
     from .classes import CIFAR10_CLASSES
 
     report = distribution_report(y.tolist(), preds, feats, ref, list(CIFAR10_CLASSES))
-    report.update(mse=mse, psnr_db=10 * math.log10(4.0 / mse))
+    report.update(mse=mse, psnr_db=10 * math.log10(4.0 / mse), decoder_mflop_per_image=decoder_flops(ae) / 1e6)
     report["settings"] = {"target": str(ae_dir), "mode": "reconstruct test images", "runtime": "pytorch",
                           "precision": "fp32", "num_per_class": int(len(idx) // classifier.config.num_classes),
                           "classifier": str(cdir)}

@@ -23,7 +23,7 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from .autoencoder import build_autoencoder, load_autoencoder, to_model_space
+from .autoencoder import build_autoencoder, decoder_flops, load_autoencoder, to_model_space
 from .data import CIFAR10_CLASSES, cached_latents, images_to_tensor, load_cifar10
 from .errors import LRFError, cli_errors
 from .plots import save_image_grid, save_loss_curve
@@ -70,6 +70,11 @@ class Reconstruction(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ae.decode(self.ae.encode(x).latents).sample
+
+
+def reconstruction_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """L1 + MSE: L1 keeps edges sharper than MSE alone, MSE is what PSNR measures."""
+    return F.l1_loss(y, x) + F.mse_loss(y, x)
 
 
 @torch.no_grad()
@@ -172,7 +177,7 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
             x = x.to(rt.device).contiguous(memory_format=torch.channels_last)
             with rt.autocast():
                 y = model(x).float()
-            loss = F.l1_loss(y, x) + F.mse_loss(y, x)
+            loss = reconstruction_loss(y, x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
@@ -203,6 +208,8 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
     metrics.update(train_time_s=elapsed(), steps=step, train_images=len(train_x), device=str(rt.device),
                    precision="bf16" if rt.bf16 else "fp32", threads=torch.get_num_threads(),
                    parameters=sum(p.numel() for p in ae.parameters()),
+                   decoder_parameters=sum(p.numel() for p in ae.decoder.parameters()),
+                   decoder_mflop_per_image=decoder_flops(ae) / 1e6,
                    shift_factor=ae.config.shift_factor, scaling_factor=ae.config.scaling_factor)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with torch.no_grad():

@@ -114,7 +114,7 @@ def train_classifier(args: argparse.Namespace) -> dict:
 
     bar = tqdm(total=total, initial=step, desc="classifier")
     epoch = step // steps_per_epoch
-    stopped = False
+    stopped = args.stop_at_step is not None and step >= args.stop_at_step
     while step < total and not stopped:
         model.train()
         for idx in epoch_batches(len(train_x), args.batch_size, epoch, args.seed, rt)[step - epoch * steps_per_epoch :]:
@@ -157,9 +157,11 @@ def train_classifier(args: argparse.Namespace) -> dict:
     # What lrf-eval compares with: test-set feature statistics, and 10,000 training images' FID (the floor).
     stats = reference_statistics(model, test_x, test_y, train_images=take(train_x, train_y, 10_000)[0])
     save_reference(stats, out)
-    metrics["train_fid"] = float(stats["train_fid"])
+    # The accuracy lrf-eval's measurements rest on is the fp32 one (reference_statistics runs in fp32).
+    metrics.update(test_accuracy_during_training=acc, test_accuracy=float(stats["accuracy"]),
+                   train_fid=float(stats["train_fid"]))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"classifier: test accuracy {acc:.4f} ({train_time / 60:.1f} min) -> {out}")
+    print(f"classifier: test accuracy {metrics['test_accuracy']:.4f} ({train_time / 60:.1f} min) -> {out}")
     return metrics
 
 

@@ -168,7 +168,7 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
 
     bar = tqdm(total=total, initial=step, desc="autoencoder", disable=not rt.main)
     epoch = step // steps_per_epoch
-    stopped = False
+    stopped = should_stop(args, step, t_start)  # e.g. --stop-at-step at or before the resumed step
     while step < total and not stopped:
         ae.train()
         for idx in epoch_batches(len(train_x), args.batch_size, epoch, args.seed, rt)[step - epoch * steps_per_epoch :]:
@@ -400,7 +400,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         timer.reset()
 
     epoch = step // steps_per_epoch
-    stopped = False
+    stopped = should_stop(args, step, t_start)  # e.g. --stop-at-step at or before the resumed step
     while step < total and not stopped:
         model.train()
         for idx in epoch_batches(len(y_all), args.batch_size, epoch, args.seed, rt)[step - epoch * steps_per_epoch :]:

@@ -123,7 +123,7 @@ def markdown(report: dict) -> str:
         lines += [f"| reconstruction MSE ([-1,1]) | {report['mse']:.5f} |", f"| PSNR | {report['psnr_db']:.2f} dB |",
                   f"| decoder cost per image | {report['decoder_mflop_per_image']:.1f} MFLOP |"]
     if "train_fid" in report["reference"]:
-        lines.append(f"| FID of real training images (the floor) | {report['reference']['train_fid']:.3f} |")
+        lines.append(f"| FID of 10,000 real training images (the floor at 10,000 samples) | {report['reference']['train_fid']:.3f} |")
     lines += ["", "| class | consistency | FID | diversity ratio |", "|---|---|---|---|"]
     lines += [f"| {c['class']} | {c['class_consistency']:.3f} | {c['fid']:.2f} | {c['diversity_ratio']:.3f} |"
               for c in report["per_class"]]

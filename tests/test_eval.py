@@ -128,3 +128,9 @@ def test_bad_inputs(tmp_path, tiny_checkpoint, tiny_bundle, classifier_dir, caps
     assert not out.exists()  # nothing half-written
     (tmp_path / "file").write_text("x")
     assert "cannot write" in run_error([str(tiny_checkpoint), *clf, "--out", str(tmp_path / "file" / "sub")], capsys)
+
+
+def test_coreml_bundle_says_it_needs_macos(tmp_path, tiny_bundle, classifier_dir, capsys):
+    err = run_error([str(tiny_bundle("coreml").path), "--classifier", str(classifier_dir), "--num-per-class", "2",
+                     "--out", str(tmp_path / "e")], capsys)
+    assert "runs on macOS/iOS only" in err and not (tmp_path / "e").exists()

@@ -29,7 +29,7 @@ import common  # noqa: E402
 
 from lrf_model.autoencoder import build_autoencoder  # noqa: E402
 from lrf_model.model import LRFDenoiser  # noqa: E402
-from lrf_model.trainer import cpu_has_native_bf16  # noqa: E402
+from lrf_model.trainer import cpu_has_native_bf16, optimizer_step  # noqa: E402
 from lrf_model.training import Reconstruction, flow_loss, logit_normal, reconstruction_loss  # noqa: E402
 
 AE_SHAPE = dict(downsample=4, latent_channels=8, channels=48, decoder_channels=40)  # the candidate being trained
@@ -70,10 +70,7 @@ def step_fn(kind: str, owner, model, opt, batch: int, bf16: bool, channels_last:
         with ctx:
             y = model(x).float()
         loss = reconstruction_loss(y, x)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(owner.parameters(), 1.0)
-    opt.step()
+    optimizer_step(loss, owner.parameters(), opt)
     return float(loss)
 
 

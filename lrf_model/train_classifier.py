@@ -24,8 +24,8 @@ from .classifier import CIFARClassifier
 from .data import images_to_tensor, load_cifar10
 from .errors import LRFError, cli_errors
 from .metrics import reference_statistics, save_reference
-from .trainer import (CheckpointTimer, Runtime, append_log, epoch_batches, read_training_state,
-                      check_resume, restore_training_state, save_training_state, setup_runtime, take, truncate_log)
+from .trainer import (CheckpointTimer, Runtime, append_log, epoch_batches, save_training_state, setup_runtime,
+                      start_or_resume, take)
 
 
 # Settings a resumed run must share with the run it continues.
@@ -94,16 +94,7 @@ def train_classifier(args: argparse.Namespace) -> dict:
                                                 div_factor=5.0, final_div_factor=0.2 / 0.07)
     g = torch.Generator().manual_seed(args.seed)
     log_path = out / "train_log.jsonl"
-    step, spent = 0, 0.0
-    if args.resume and (state := read_training_state(out)) is not None:
-        check_resume(state[1], vars(args), RESUME_KEYS)
-        step = restore_training_state(*state, modules={"model": model}, optimizer=opt, scheduler=sched,
-                                      generators={"augment": g})
-        spent = state[1]["extra"].get("train_time_s", 0.0)
-        truncate_log(log_path, step)
-        print(f"resumed from step {step}")
-    else:
-        log_path.unlink(missing_ok=True)
+    step, spent = start_or_resume(out, args, RESUME_KEYS, {"model": model}, opt, sched, generators={"augment": g})
     timer = CheckpointTimer(args.checkpoint_minutes)
     t0 = time.time() - spent  # wall time of this run, over every resumed part
 

@@ -141,6 +141,39 @@ def truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
+def start_or_resume(out: Path, args, resume_keys: tuple[str, ...], modules: dict[str, torch.nn.Module],
+                    optimizer: torch.optim.Optimizer, scheduler=None, ema=None,
+                    generators: dict[str, torch.Generator] | None = None, main: bool = True,
+                    device: torch.device | str = "cpu") -> tuple[int, float]:
+    """With ``--resume`` and a saved state in ``out``: restore it (refusing changed settings) and
+    drop log records written after it; otherwise start fresh with empty logs. Returns
+    ``(step, wall seconds spent by the earlier parts of the run)``."""
+    logs = (out / "train_log.jsonl", out / "val_log.jsonl")
+    if args.resume and (state := read_training_state(out, device)) is not None:
+        check_resume(state[1], vars(args), resume_keys)
+        step = restore_training_state(*state, modules=modules, optimizer=optimizer, scheduler=scheduler, ema=ema,
+                                      generators=generators)
+        for path in logs:
+            truncate_log(path, step)
+        if main:
+            print(f"resumed from step {step}")
+        return step, float(state[1]["extra"].get("train_time_s", 0.0))
+    if main:
+        for path in logs:
+            path.unlink(missing_ok=True)
+    return 0, 0.0
+
+
+def optimizer_step(loss: torch.Tensor, parameters, optimizer: torch.optim.Optimizer,
+                   max_grad_norm: float = 1.0) -> torch.Tensor:
+    """One update as the trainers make it: backward, clip the gradient norm, step. Returns the norm."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+    return norm
+
+
 class CheckpointTimer:
     """Says when the next periodic checkpoint is due (every ``minutes``, wall clock)."""
 

@@ -27,8 +27,8 @@ from .autoencoder import build_autoencoder, decoder_flops, load_autoencoder, to_
 from .data import CIFAR10_CLASSES, cached_latents, images_to_tensor, load_cifar10
 from .errors import LRFError, cli_errors
 from .plots import save_image_grid, save_loss_curve
-from .trainer import (CheckpointTimer, Runtime, append_log, check_resume, epoch_batches, read_log, read_training_state,
-                      restore_training_state, save_training_state, setup_runtime, take, truncate_log, wrap_ddp)
+from .trainer import (CheckpointTimer, append_log, epoch_batches, optimizer_step, read_log, save_training_state,
+                      setup_runtime, start_or_resume, take, wrap_ddp)
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -123,19 +123,8 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
     sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=min(500, total // 10 + 1), num_training_steps=total)
     g = torch.Generator().manual_seed(args.seed * 7919 + rt.rank)
     log_path, val_path = out / "train_log.jsonl", out / "val_log.jsonl"
-    step, spent = 0, 0.0
-    if args.resume and (state := read_training_state(out, rt.device)) is not None:
-        check_resume(state[1], vars(args), AE_RESUME_KEYS)
-        step = restore_training_state(*state, modules={"model": ae}, optimizer=opt, scheduler=sched, ema=ema,
-                                      generators={"augment": g})
-        spent = state[1]["extra"].get("train_time_s", 0.0)
-        for path in (log_path, val_path):
-            truncate_log(path, step)
-        if rt.main:
-            print(f"resumed from step {step}")
-    elif rt.main:
-        log_path.unlink(missing_ok=True)
-        val_path.unlink(missing_ok=True)
+    step, spent = start_or_resume(out, args, AE_RESUME_KEYS, {"model": ae}, opt, sched, ema, {"augment": g},
+                                  rt.main, rt.device)
     t_start = time.time()
     timer = CheckpointTimer(args.checkpoint_minutes)
     eval_x = test_x[:2000]  # periodic PSNR on a fixed test subset; the final metrics use all 10,000
@@ -178,10 +167,7 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
             with rt.autocast():
                 y = model(x).float()
             loss = reconstruction_loss(y, x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
-            opt.step()
+            optimizer_step(loss, ae.parameters(), opt)
             sched.step()
             ema.step(ae.parameters())
             step += 1
@@ -351,19 +337,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     log_path, val_path = out / "train_log.jsonl", out / "val_log.jsonl"
     quick = QuickEval(args.eval_classifier, args.eval_per_class, args.eval_steps, args.sample_cfg) \
         if args.eval_per_class and rt.main else None
-    step, spent = 0, 0.0
-    if args.resume and (state := read_training_state(out, rt.device)) is not None:
-        check_resume(state[1], vars(args), DENOISER_RESUME_KEYS)
-        step = restore_training_state(*state, modules={"model": model}, optimizer=opt, scheduler=sched, ema=ema,
-                                      generators={"train": g})
-        spent = state[1]["extra"].get("train_time_s", 0.0)
-        for path in (log_path, val_path):
-            truncate_log(path, step)
-        if rt.main:
-            print(f"resumed from step {step}")
-    elif rt.main:
-        log_path.unlink(missing_ok=True)
-        val_path.unlink(missing_ok=True)
+    step, spent = start_or_resume(out, args, DENOISER_RESUME_KEYS, {"model": model}, opt, sched, ema, {"train": g},
+                                  rt.main, rt.device)
     ddp = wrap_ddp(model, rt)
     null_class = model.config.num_classes
     choices = torch.tensor(args.recursion_choices)
@@ -415,10 +390,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
             noise = torch.randn(z0.shape, device=rt.device, generator=g)
             with rt.autocast():
                 loss = flow_loss(ddp, z0, y, t, noise, R, args.loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            gnorm = optimizer_step(loss, model.parameters(), opt)
             sched.step()
             ema.step(model.parameters())
             step += 1

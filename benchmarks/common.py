@@ -74,7 +74,7 @@ def scaled_checkpoint(side: int) -> Path:
     import torch
 
     from lrf_model.autoencoder import build_autoencoder
-    from lrf_model.model import LRFDenoiser
+    from lrf_model.families import family_named_in
     from lrf_model.pipeline import LRFPipeline, default_checkpoint
 
     root = BUNDLES / f"checkpoint-{side}px"
@@ -82,13 +82,15 @@ def scaled_checkpoint(side: int) -> Path:
         return root
     shipped = json.loads((default_checkpoint() / "denoiser" / "config.json").read_text())
     config = {k: v for k, v in shipped.items() if not k.startswith("_")}
-    config.update(latent_size=SCALES[side], mixer="linear")
+    config["latent_size"] = SCALES[side]
+    if "mixer" in config:  # a family with a choice of token mixer: the one that scales linearly
+        config["mixer"] = "linear"
     torch.manual_seed(side)
-    denoiser = LRFDenoiser(**config)
+    denoiser = family_named_in(shipped).build(**config)
     with torch.no_grad():  # adaLN-Zero starts as the identity: give every weight a value
         for p in denoiser.parameters():
             p.copy_(torch.randn(p.shape) / math.sqrt(p.shape[-1] if p.dim() > 1 else 64))
-    LRFPipeline(denoiser.eval(), build_autoencoder(downsample=8, latent_channels=4, channels=64).eval()).save_pretrained(root)
+    LRFPipeline(denoiser.eval(), build_autoencoder(downsample=8, latent_channels=config["latent_channels"], channels=64).eval()).save_pretrained(root)
     return root
 
 

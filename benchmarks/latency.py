@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     common.build_native()
     bundles = {(t, q): common.bundle(t, q, fresh=args.fresh) for t in ("executorch", "onnx") for q in ("none", "int8")}
     pipe = LRFPipeline.from_checkpoint()
-    R = pipe.denoiser.config.recursions
+    R = pipe.check_recursions(None)
     rows, peaks = [], {}
     for threads in (int(t) for t in args.threads.split(",")):
         peaks[str(threads)] = peak_gflops(threads)

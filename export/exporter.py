@@ -83,9 +83,7 @@ def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> lis
     targets = validate(opts)
     ckpt = Path(opts.checkpoint) if opts.checkpoint else default_checkpoint()
     pipe = LRFPipeline.from_checkpoint(ckpt)
-    R = opts.recursions or pipe.denoiser.config.recursions
-    if not 1 <= R <= pipe.denoiser.config.max_recursions:
-        raise LRFError(f"--recursions {R} is out of range; this checkpoint supports 1-{pipe.denoiser.config.max_recursions}")
+    R = pipe.check_recursions(opts.recursions)
     cfg = DEFAULT_CFG if opts.cfg is None else float(opts.cfg)
     ts = schedule(opts.steps, opts.shift)
     den, ae = pipe.denoiser, pipe.autoencoder
@@ -132,7 +130,8 @@ def _export_one(target: Target, precision: str, specs: dict[str, GraphSpec], ref
                 progress.update(task, total=1, completed=1, description=f"{target.name}:{kind} lowered in {lowered.seconds:.1f}s")
         den, ae = pipe.denoiser, pipe.autoencoder
         manifest = {
-            "model": {"name": model_name(ckpt), "denoiser": dict(_public(den.config)), "autoencoder": dict(_public(ae.config))},
+            "model": {"name": model_name(ckpt), "family": pipe.family.describe(), "denoiser": dict(_public(den.config)),
+                      "autoencoder": dict(_public(ae.config))},
             "class_names": list(pipe.class_names),
             "null_class": den.config.num_classes,
             "target": target.name,
@@ -141,7 +140,7 @@ def _export_one(target: Target, precision: str, specs: dict[str, GraphSpec], ref
                         "shift": opts.shift, "cfg": cfg, "recursions": R, "solver": "euler",
                         "prediction": "velocity (noise - z0)"},
             "tolerance": TOLERANCES[precision],
-            "latent": {"shape": [1, den.config.latent_channels, den.config.latent_size, den.config.latent_size],
+            "latent": {"shape": [1, *pipe.latent_shape],
                        "scaling_factor": ae.config.scaling_factor, "shift_factor": ae.config.shift_factor,
                        "note": "artifacts take and return model-space latents; the decoder un-scales inside"},
             "image": {"shape": list(specs["decoder"].outputs[0].shape), "range": [-1.0, 1.0],

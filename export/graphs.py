@@ -21,7 +21,8 @@ import torch
 from diffusers import AutoencoderTiny
 
 from lrf_model.autoencoder import downsample_factor, from_model_space, to_model_space
-from lrf_model.model import LRFDenoiser
+from lrf_model.families import family_of
+from lrf_model.families import latent_shape as family_latent_shape
 from lrf_model.sampling import guided_step
 
 
@@ -48,6 +49,8 @@ class GraphSpec:
     module: torch.nn.Module
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    # Paths (in ``module``) of the modules INT8 quantizes, as the family selects them; None: all.
+    int8_modules: frozenset[str] | None = None
 
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
         return tuple(spec.example() for spec in self.inputs)
@@ -55,11 +58,11 @@ class GraphSpec:
     def with_class_dtype(self, dtype: str) -> "GraphSpec":
         """Same graph with ``class_id`` in another integer type (CoreML takes int32)."""
         inputs = [TensorSpec(s.name, s.shape, dtype) if s.name == "class_id" else s for s in self.inputs]
-        return GraphSpec(self.kind, self.module, inputs, self.outputs)
+        return GraphSpec(self.kind, self.module, inputs, self.outputs, self.int8_modules)
 
 
 class GuidedStepGraph(torch.nn.Module):
-    def __init__(self, denoiser: LRFDenoiser, recursions: int):
+    def __init__(self, denoiser: torch.nn.Module, recursions: int):
         super().__init__()
         self.denoiser = denoiser
         self.recursions = recursions
@@ -91,32 +94,39 @@ class EncoderGraph(torch.nn.Module):
         return to_model_space(self.autoencoder, self.autoencoder.encode(image).latents)
 
 
-def latent_shape(denoiser: LRFDenoiser, batch: int = 1) -> tuple[int, int, int, int]:
-    c = denoiser.config
-    return (batch, c.latent_channels, c.latent_size, c.latent_size)
+def int8_paths(graph: torch.nn.Module, denoiser: torch.nn.Module) -> frozenset[str]:
+    """Paths inside ``graph`` of the denoiser modules its family lets INT8 quantize."""
+    chosen = {id(m) for m in family_of(denoiser).int8_modules(denoiser).values()}
+    return frozenset(name for name, m in graph.named_modules() if id(m) in chosen)
 
 
-def step_spec(denoiser: LRFDenoiser, recursions: int, batch: int = 1) -> GraphSpec:
+def latent_shape(denoiser: torch.nn.Module, batch: int = 1) -> tuple[int, int, int, int]:
+    return (batch, *family_latent_shape(denoiser))
+
+
+def step_spec(denoiser: torch.nn.Module, recursions: int, batch: int = 1) -> GraphSpec:
     lat = latent_shape(denoiser, batch)
+    graph = GuidedStepGraph(denoiser, recursions)
     return GraphSpec(
         "step",
-        GuidedStepGraph(denoiser, recursions),
+        graph,
         [TensorSpec("latent", lat, "float32"), TensorSpec("t", (batch,), "float32"), TensorSpec("dt", (batch,), "float32"),
          TensorSpec("class_id", (batch,), "int64"), TensorSpec("cfg", (batch,), "float32")],
         [TensorSpec("next_latent", lat, "float32")],
+        int8_paths(graph, denoiser),
     )
 
 
-def image_shape(denoiser: LRFDenoiser, autoencoder: AutoencoderTiny, batch: int = 1) -> tuple[int, int, int, int]:
+def image_shape(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> tuple[int, int, int, int]:
     side = denoiser.config.latent_size * downsample_factor(autoencoder)
     return (batch, 3, side, side)
 
 
-def decoder_spec(denoiser: LRFDenoiser, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
+def decoder_spec(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
     return GraphSpec("decoder", DecoderGraph(autoencoder), [TensorSpec("latent", latent_shape(denoiser, batch), "float32")],
                      [TensorSpec("image", image_shape(denoiser, autoencoder, batch), "float32")])
 
 
-def encoder_spec(denoiser: LRFDenoiser, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
+def encoder_spec(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
     return GraphSpec("encoder", EncoderGraph(autoencoder), [TensorSpec("image", image_shape(denoiser, autoencoder, batch), "float32")],
                      [TensorSpec("latent", latent_shape(denoiser, batch), "float32")])

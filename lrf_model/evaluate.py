@@ -47,9 +47,7 @@ def generate_checkpoint(path: Path, labels: list[int], seeds: list[int], steps: 
     pipe = LRFPipeline.from_checkpoint(path)
     if pipe.denoiser.config.num_classes <= max(labels):
         raise LRFError(f"{path} has {pipe.denoiser.config.num_classes} classes; the classifier needs all of CIFAR-10's")
-    R = recursions if recursions is not None else pipe.denoiser.config.recursions
-    if not 1 <= R <= pipe.denoiser.config.max_recursions:
-        raise LRFError(f"--recursions {R} is out of range; this checkpoint supports 1-{pipe.denoiser.config.max_recursions}")
+    R = pipe.check_recursions(recursions)
     chunks = []
     for i in tqdm(range(0, len(labels), batch_size), desc=f"generate ({steps} steps)", leave=False):
         chunks.append(pipe.generate_tensor(labels[i : i + batch_size], seeds[i : i + batch_size], steps=steps,

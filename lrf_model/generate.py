@@ -42,9 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = LRFPipeline.from_checkpoint(args.checkpoint)
-    R = args.recursions
-    if R is not None and not 1 <= R <= pipe.denoiser.config.max_recursions:
-        raise LRFError(f"--recursions {R} is out of range; this checkpoint supports 1-{pipe.denoiser.config.max_recursions}")
+    R = pipe.check_recursions(args.recursions)
     classes = [pipe.class_index(c) for c in (args.classes or range(len(pipe.class_names)))]
     labels = [c for c in classes for _ in range(args.num)]
     seeds = [args.seed + j for _ in classes for j in range(args.num)]
@@ -59,4 +57,4 @@ def main(argv: list[str] | None = None) -> None:
         image_grid(images[i : i + 1], nrow=1, scale=args.scale, pad=0).save(out / name)
     if args.grid:
         image_grid(images, nrow=args.num, scale=4).save(out / "grid.png")
-    print(f"wrote {len(labels)} image(s) to {out}/ ({args.steps} steps, cfg {args.cfg}, R={R or pipe.denoiser.config.recursions})")
+    print(f"wrote {len(labels)} image(s) to {out}/ ({args.steps} steps, cfg {args.cfg}, R={R})")

@@ -109,7 +109,9 @@ class LRFDenoiser(ModelMixin, ConfigMixin):
     """Predicts the velocity ``v = noise - z0`` of a latent ``z_t`` at time ``t`` for a class.
 
     ``forward(z (B,C,S,S), t (B,), class_labels (B,) int, recursions=None) -> v (B,C,S,S)``.
-    Class id ``num_classes`` is the null class used for classifier-free guidance.
+    Class id ``num_classes`` is the null class used for classifier-free guidance;
+    ``class_names`` (saved in the config) name the others. Family ``lrf`` of
+    :mod:`lrf_model.families`.
     """
 
     @register_to_config
@@ -126,11 +128,13 @@ class LRFDenoiser(ModelMixin, ConfigMixin):
         max_recursions: int = 4,
         mixer: str = "softmax",
         time_freq_dim: int = 64,
+        class_names: list[str] | None = None,
     ):
         super().__init__()
         _validate(dict(latent_channels=latent_channels, latent_size=latent_size, hidden_dim=hidden_dim,
                        num_blocks=num_blocks, num_heads=num_heads, mlp_ratio=mlp_ratio, num_classes=num_classes,
-                       recursions=recursions, max_recursions=max_recursions, mixer=mixer, time_freq_dim=time_freq_dim))
+                       recursions=recursions, max_recursions=max_recursions, mixer=mixer, time_freq_dim=time_freq_dim,
+                       class_names=class_names))
         D, N = hidden_dim, latent_size * latent_size
         self.embed = nn.Linear(latent_channels, D)
         self.pos = nn.Parameter(torch.randn(1, N, D) * 0.02)
@@ -193,5 +197,8 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"config field 'recursions'={cfg['recursions']} exceeds max_recursions={cfg['max_recursions']}")
     if not isinstance(cfg["mlp_ratio"], (int, float)) or cfg["mlp_ratio"] <= 0:
         raise ConfigError(f"config field 'mlp_ratio'={cfg['mlp_ratio']!r} is invalid; it must be a positive number")
+    if cfg["class_names"] is not None and len(cfg["class_names"]) != cfg["num_classes"]:
+        raise ConfigError(f"config field 'class_names' has {len(cfg['class_names'])} names for num_classes="
+                          f"{cfg['num_classes']}; give one name per class")
     if cfg["mixer"] not in MIXERS:
         raise ConfigError(f"config field 'mixer'={cfg['mixer']!r} is unknown; use one of {', '.join(MIXERS)}")

@@ -1,8 +1,8 @@
 """``LRFPipeline``: denoiser + autoencoder + sampler, orchestrated (diffusers style).
 
 The pipeline owns no arithmetic of its own: the schedule, the noise and the Euler/CFG
-step come from :mod:`lrf_model.sampling`, the velocity from :class:`LRFDenoiser`, pixels from
-the autoencoder. Checkpoints are diffusers pipeline folders::
+step come from :mod:`lrf_model.sampling`, the velocity from the denoiser (any family of
+:mod:`lrf_model.families`), pixels from the autoencoder. Checkpoints are diffusers pipeline folders::
 
     model_index.json  denoiser/{config.json, diffusion_pytorch_model.safetensors}
                       autoencoder/{config.json, diffusion_pytorch_model.safetensors}
@@ -10,7 +10,6 @@ the autoencoder. Checkpoints are diffusers pipeline folders::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,10 +18,11 @@ from diffusers import AutoencoderTiny, DiffusionPipeline, ImagePipelineOutput
 from PIL import Image
 
 from .autoencoder import from_model_space, load_autoencoder
-from .classes import CIFAR10_CLASSES, class_index
+from .classes import class_index
 from .data import tensor_to_images
 from .errors import LRFError
-from .model import LRFDenoiser
+from .families import Family, family_of, latent_shape, load_denoiser
+from .families import class_names as family_class_names
 from .sampling import batch_noise, sample, schedule
 
 DEFAULT_STEPS = 4
@@ -34,36 +34,12 @@ def default_checkpoint() -> Path:
     return Path(__file__).resolve().parent / "weights" / "cifar10"
 
 
-def load_denoiser(path: str | Path) -> LRFDenoiser:
-    """Load a denoiser folder, turning every failure into one clear line."""
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise LRFError(f"no denoiser checkpoint at {path}: config.json is missing; pass --checkpoint DIR of a trained model")
-    weights = path / "diffusion_pytorch_model.safetensors"
-    if not weights.is_file():
-        raise LRFError(f"no denoiser weights at {weights}; the checkpoint is incomplete, re-save or re-train it")
-    try:
-        json.loads((path / "config.json").read_text())
-    except json.JSONDecodeError as e:
-        raise LRFError(f"{path / 'config.json'} is not valid JSON ({e.msg}); restore the file") from None
-    try:
-        model = LRFDenoiser.from_pretrained(str(path), low_cpu_mem_usage=False)
-    except LRFError:
-        raise
-    except Exception as e:  # diffusers/safetensors raise many types; keep only the gist
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "size mismatch" in str(e) or "Missing key" in str(e) or "Unexpected key" in str(e) or "shape" in str(e):
-            raise LRFError(f"{path}: config.json does not match the weights ({msg[:160]}); use the config saved with them") from None
-        raise LRFError(f"cannot load denoiser weights from {weights}: {msg[:160]}; the file is corrupt, re-download or re-train") from None
-    return model.eval().requires_grad_(False)
-
-
 class LRFPipeline(DiffusionPipeline):
     """Class-conditional generation: ``pipe(class_labels=[3], seeds=[0]).images[0]`` is a PIL image."""
 
     model_cpu_offload_seq = "denoiser->autoencoder"
 
-    def __init__(self, denoiser: LRFDenoiser, autoencoder: AutoencoderTiny):
+    def __init__(self, denoiser: torch.nn.Module, autoencoder: AutoencoderTiny):
         super().__init__()
         self.register_modules(denoiser=denoiser, autoencoder=autoencoder)
 
@@ -83,14 +59,24 @@ class LRFPipeline(DiffusionPipeline):
         return cls(denoiser=denoiser, autoencoder=autoencoder)
 
     @property
+    def family(self) -> Family:
+        return family_of(self.denoiser)
+
+    @property
     def class_names(self) -> tuple[str, ...]:
-        n = self.denoiser.config.num_classes
-        return CIFAR10_CLASSES if n == len(CIFAR10_CLASSES) else tuple(str(i) for i in range(n))
+        return family_class_names(self.denoiser)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
-        c = self.denoiser.config
-        return (c.latent_channels, c.latent_size, c.latent_size)
+        return latent_shape(self.denoiser)
+
+    def check_recursions(self, recursions: int | None) -> int:
+        """``recursions`` (default: the model's) if this model supports it, else a one-line error."""
+        R = self.family.default_recursions(self.denoiser) if recursions is None else recursions
+        top = self.family.max_recursions(self.denoiser)
+        if not 1 <= R <= top:
+            raise LRFError(f"--recursions {R} is out of range; this checkpoint supports 1-{top}")
+        return R
 
     def class_index(self, name_or_index: str | int) -> int:
         return class_index(self.class_names, name_or_index)

@@ -24,8 +24,8 @@ from .classifier import CIFARClassifier
 from .data import images_to_tensor, load_cifar10
 from .errors import LRFError, cli_errors
 from .metrics import reference_statistics, save_reference
-from .trainer import (CheckpointTimer, Runtime, append_log, epoch_batches, save_training_state, setup_runtime,
-                      start_or_resume, take)
+from .trainer import (CheckpointTimer, Runtime, StopSignal, append_log, epoch_batches, save_training_state, setup_runtime,
+                      should_stop, start_or_resume, take)
 
 
 # Settings a resumed run must share with the run it continues.
@@ -105,7 +105,8 @@ def train_classifier(args: argparse.Namespace) -> dict:
 
     bar = tqdm(total=total, initial=step, desc="classifier")
     epoch = step // steps_per_epoch
-    stopped = args.stop_at_step is not None and step >= args.stop_at_step
+    stop_signal = StopSignal()
+    stopped = should_stop(step, args.stop_at_step, None, t0, stop_signal)
     while step < total and not stopped:
         model.train()
         for idx in epoch_batches(len(train_x), args.batch_size, epoch, args.seed, rt)[step - epoch * steps_per_epoch :]:
@@ -124,7 +125,7 @@ def train_classifier(args: argparse.Namespace) -> dict:
                 bar.set_postfix(loss=f"{loss.item() / len(idx):.3f}")
                 append_log(log_path, {"step": step, "epoch": step / steps_per_epoch, "loss": loss.item() / len(idx),
                                       "time_s": time.time() - t0})
-            if step >= total or (args.stop_at_step is not None and step >= args.stop_at_step):
+            if step >= total or should_stop(step, args.stop_at_step, None, t0, stop_signal):
                 stopped = True
                 break
             if timer.due():

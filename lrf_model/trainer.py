@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -172,6 +173,33 @@ def optimizer_step(loss: torch.Tensor, parameters, optimizer: torch.optim.Optimi
     norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
     optimizer.step()
     return norm
+
+
+class StopSignal:
+    """SIGTERM/SIGINT (a session ending, ``kill``, Ctrl-C) ask the trainer to stop at the next
+    step with a checkpoint instead of dying mid-interval and losing up to ``--checkpoint-minutes``."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame) -> None:
+        if self.received is not None:  # a second signal: stop now, without the checkpoint
+            raise KeyboardInterrupt
+        self.received = signum
+        print(f"\nreceived {signal.Signals(signum).name}: saving a checkpoint and stopping", flush=True)
+
+
+def should_stop(step: int, stop_at_step: int | None, max_minutes: float | None, started: float,
+                stop_signal: StopSignal | None = None) -> bool:
+    """At ``--stop-at-step``, out of time (``--max-minutes`` since ``started``) or signalled:
+    end this process with a checkpoint."""
+    if stop_signal is not None and stop_signal.received is not None:
+        return True
+    if stop_at_step is not None and step >= stop_at_step:
+        return True
+    return max_minutes is not None and time.time() - started > max_minutes * 60
 
 
 class CheckpointTimer:

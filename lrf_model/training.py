@@ -26,9 +26,10 @@ from tqdm import tqdm
 from .autoencoder import build_autoencoder, decoder_flops, load_autoencoder, to_model_space
 from .data import CIFAR10_CLASSES, cached_latents, images_to_tensor, load_cifar10
 from .errors import LRFError, cli_errors
+from .families import FAMILIES, get_family
 from .plots import save_image_grid, save_loss_curve
-from .trainer import (CheckpointTimer, append_log, epoch_batches, optimizer_step, read_log, save_training_state,
-                      setup_runtime, start_or_resume, take, wrap_ddp)
+from .trainer import (CheckpointTimer, StopSignal, append_log, epoch_batches, optimizer_step, read_log, save_training_state,
+                      setup_runtime, should_stop, start_or_resume, take, wrap_ddp)
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -48,13 +49,6 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-at-step", type=int, default=None,
                    help="stop cleanly at this step as if interrupted (resume continues the same run)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/training_state.safetensors")
-
-
-def should_stop(args: argparse.Namespace, step: int, t_start: float) -> bool:
-    """Out of time (``--max-minutes``) or at ``--stop-at-step``: end this process with a checkpoint."""
-    if args.stop_at_step is not None and step >= args.stop_at_step:
-        return True
-    return args.max_minutes is not None and time.time() - t_start > args.max_minutes * 60
 
 
 # --- autoencoder --------------------------------------------------------------------------
@@ -126,6 +120,7 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
     step, spent = start_or_resume(out, args, AE_RESUME_KEYS, {"model": ae}, opt, sched, ema, {"augment": g},
                                   rt.main, rt.device)
     t_start = time.time()
+    stop_signal = StopSignal()
     timer = CheckpointTimer(args.checkpoint_minutes)
     eval_x = test_x[:2000]  # periodic PSNR on a fixed test subset; the final metrics use all 10,000
 
@@ -157,7 +152,8 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
 
     bar = tqdm(total=total, initial=step, desc="autoencoder", disable=not rt.main)
     epoch = step // steps_per_epoch
-    stopped = should_stop(args, step, t_start)  # e.g. --stop-at-step at or before the resumed step
+    # e.g. --stop-at-step at or before the resumed step
+    stopped = should_stop(step, args.stop_at_step, args.max_minutes, t_start, stop_signal)
     while step < total and not stopped:
         ae.train()
         for idx in epoch_batches(len(train_x), args.batch_size, epoch, args.seed, rt)[step - epoch * steps_per_epoch :]:
@@ -176,7 +172,7 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
                 append_log(log_path, {"step": step, "epoch": step / steps_per_epoch, "loss": loss.item(),
                                       "lr": opt.param_groups[0]["lr"], "time_s": elapsed()})
-            if step >= total or should_stop(args, step, t_start):
+            if step >= total or should_stop(step, args.stop_at_step, args.max_minutes, t_start, stop_signal):
                 stopped = True
                 break
             if timer.due():
@@ -228,7 +224,7 @@ def logit_normal(n: int, device: torch.device, generator: torch.Generator | None
 
 
 def flow_loss(model, z0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
-              recursions: int, weighting: str) -> torch.Tensor:
+              recursions: int | None, weighting: str) -> torch.Tensor:
     """Rectified-flow velocity loss. ``weighting='snr'``: min-SNR-5 weights; ``'mse'``: plain."""
     tt = t.reshape(-1, 1, 1, 1)
     zt = (1 - tt) * z0 + tt * noise
@@ -295,13 +291,11 @@ class QuickEval:
         return {"class_consistency": r["class_consistency"], "fid": r["fid"], "diversity_ratio": r["diversity_ratio"]}
 
 
-# Settings a resumed run must share with the run it continues.
-DENOISER_RESUME_KEYS = ("epochs", "batch_size", "lr", "seed", "limit", "hidden_dim", "num_blocks", "num_heads", "mixer",
-                        "recursions", "recursion_choices", "loss", "cfg_dropout", "ema")
+# Settings a resumed run must share with the run it continues (and its family's own).
+DENOISER_RESUME_KEYS = ("epochs", "batch_size", "lr", "seed", "limit", "family", "loss", "cfg_dropout", "ema")
 
 
 def train_denoiser(args: argparse.Namespace) -> dict:
-    from .model import LRFDenoiser
     from .pipeline import default_checkpoint
 
     rt = setup_runtime(args.threads, args.precision)
@@ -321,10 +315,9 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     z_val, y_val = to_model_space(ae, val_lat).to(rt.device), torch.from_numpy(test_labels_np[:1000]).to(rt.device)
     S, C = z_all.shape[-1], z_all.shape[2]
 
-    model_cfg = dict(latent_channels=C, latent_size=S, hidden_dim=args.hidden_dim, num_blocks=args.num_blocks,
-                     num_heads=args.num_heads, recursions=args.recursions, max_recursions=max(args.recursion_choices),
-                     mixer=args.mixer, num_classes=len(CIFAR10_CLASSES))
-    model = LRFDenoiser(**model_cfg).to(rt.device)
+    family = get_family(args.family)
+    model = family.build(latent_channels=C, latent_size=S, num_classes=len(CIFAR10_CLASSES),
+                         class_names=list(CIFAR10_CLASSES), **family.config_from_args(args)).to(rt.device)
     ema = EMAModel(model.parameters(), decay=args.ema)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     steps_per_epoch = len(y_all) // (args.batch_size * rt.world)
@@ -337,16 +330,18 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     log_path, val_path = out / "train_log.jsonl", out / "val_log.jsonl"
     quick = QuickEval(args.eval_classifier, args.eval_per_class, args.eval_steps, args.sample_cfg) \
         if args.eval_per_class and rt.main else None
-    step, spent = start_or_resume(out, args, DENOISER_RESUME_KEYS, {"model": model}, opt, sched, ema, {"train": g},
+    step, spent = start_or_resume(out, args, DENOISER_RESUME_KEYS + family.resume_keys, {"model": model}, opt, sched, ema, {"train": g},
                                   rt.main, rt.device)
     ddp = wrap_ddp(model, rt)
     null_class = model.config.num_classes
-    choices = torch.tensor(args.recursion_choices)
+    # A recursive family learns every R it offers: R is drawn per batch.
+    choices = torch.tensor(args.recursion_choices) if family.recursive else None
     if rt.main:
         print(f"denoiser: {sum(p.numel() for p in model.parameters()):,} parameters, {total} steps, "
               f"{len(y_all)} images, latents {tuple(z_all.shape[2:])}, device {rt.device}, "
               f"{'bf16' if rt.bf16 else 'fp32'}")
     t_start = time.time()
+    stop_signal = StopSignal()
     timer = CheckpointTimer(args.checkpoint_minutes)
     bar = tqdm(total=total, initial=step, desc="denoiser", disable=not rt.main)
 
@@ -361,7 +356,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
             ema.copy_to(model.parameters())
             model.eval()
             record = {"step": step, "epoch": step / steps_per_epoch, "time_s": elapsed(),
-                      "val_mse": validation_loss(model, z_val, y_val, model.config.recursions)}
+                      "val_mse": validation_loss(model, z_val, y_val, family.default_recursions(model))}
             if quick is not None:
                 record.update({f"eval_{k}": v for k, v in quick(model, ae).items()})
             append_log(val_path, record)
@@ -375,7 +370,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         timer.reset()
 
     epoch = step // steps_per_epoch
-    stopped = should_stop(args, step, t_start)  # e.g. --stop-at-step at or before the resumed step
+    # e.g. --stop-at-step at or before the resumed step
+    stopped = should_stop(step, args.stop_at_step, args.max_minutes, t_start, stop_signal)
     while step < total and not stopped:
         model.train()
         for idx in epoch_batches(len(y_all), args.batch_size, epoch, args.seed, rt)[step - epoch * steps_per_epoch :]:
@@ -385,7 +381,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
             z0 = z_all[flip, idx]
             drop = torch.rand(n, device=rt.device, generator=g) < args.cfg_dropout
             y = torch.where(drop, null_class, y_all[idx])
-            R = int(choices[torch.randint(len(choices), (1,), generator=g, device=rt.device).item()])
+            R = int(choices[torch.randint(len(choices), (1,), generator=g, device=rt.device).item()]) \
+                if choices is not None else None
             t = logit_normal(n, rt.device, g)
             noise = torch.randn(z0.shape, device=rt.device, generator=g)
             with rt.autocast():
@@ -399,7 +396,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                 bar.set_postfix(loss=f"{loss.item():.4f}", R=R)
                 append_log(log_path, {"step": step, "epoch": step / steps_per_epoch, "loss": loss.item(), "R": R,
                                       "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"], "time_s": elapsed()})
-            if step >= total or should_stop(args, step, t_start):
+            if step >= total or should_stop(step, args.stop_at_step, args.max_minutes, t_start, stop_signal):
                 stopped = True
                 break
             if timer.due():
@@ -421,16 +418,12 @@ def train_denoiser(args: argparse.Namespace) -> dict:
 
 @cli_errors
 def main_train(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="lrf-train", description="Train the LRF denoiser on CIFAR-10 latents.")
+    p = argparse.ArgumentParser(prog="lrf-train", description="Train a denoiser (any model family) on CIFAR-10 latents.")
     add_common_args(p)
     p.add_argument("--autoencoder", default=None, help="autoencoder folder (default: the shipped one)")
-    p.add_argument("--hidden-dim", type=int, default=144)
-    p.add_argument("--num-blocks", type=int, default=4)
-    p.add_argument("--num-heads", type=int, default=4)
-    p.add_argument("--mixer", default="softmax", choices=["softmax", "linear"])
-    p.add_argument("--recursions", type=int, default=2, help="default recursion count stored in the config")
-    p.add_argument("--recursion-choices", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3, 4],
-                   help="R is sampled per batch from these, so every R works at inference")
+    p.add_argument("--family", default="lrf", choices=list(FAMILIES), help="model family of the denoiser")
+    for family in FAMILIES.values():
+        family.add_arguments(p.add_argument_group(f"family {family.name}", family.description))
     p.add_argument("--loss", choices=["snr", "mse"], default="snr")
     p.add_argument("--cfg-dropout", type=float, default=0.1)
     p.add_argument("--sample-steps", type=int, default=8, help="steps of the sample grid written at each checkpoint")

@@ -8,7 +8,8 @@ import torch
 
 from lrf_export.exporter import BundleResult, ExportOptions, export_bundles
 from lrf_model.autoencoder import build_autoencoder
-from lrf_model.model import LRFDenoiser
+from lrf_model.classes import CIFAR10_CLASSES
+from lrf_model.families import LRF
 from lrf_model.pipeline import LRFPipeline
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -29,9 +30,9 @@ def _threads():
 
 
 @pytest.fixture
-def tiny_denoiser() -> LRFDenoiser:
+def tiny_denoiser() -> torch.nn.Module:
     torch.manual_seed(0)
-    return randomize(LRFDenoiser(hidden_dim=32, num_heads=2, num_blocks=2, time_freq_dim=16)).eval()
+    return randomize(LRF.build(**LRF.tiny_config, class_names=list(CIFAR10_CLASSES))).eval()
 
 
 @pytest.fixture
@@ -46,9 +47,9 @@ def tiny_checkpoint(tmp_path, tiny_denoiser) -> Path:
 
 @pytest.fixture(scope="session")
 def export_checkpoint(tmp_path_factory) -> Path:
-    """A tiny checkpoint whose convs are above coremltools' 2048-weight quantization threshold."""
+    """A tiny checkpoint whose linears and convs are above coremltools' 2048-weight quantization threshold."""
     torch.manual_seed(0)
-    den = randomize(LRFDenoiser(hidden_dim=32, num_heads=2, num_blocks=2, time_freq_dim=16), std=0.1)
+    den = randomize(LRF.build(**{**LRF.tiny_config, "hidden_dim": 48}, class_names=list(CIFAR10_CLASSES)), std=0.1)
     root = tmp_path_factory.mktemp("export") / "tiny"
     LRFPipeline(den, build_autoencoder(4, 4, 16)).save_pretrained(root)
     return root

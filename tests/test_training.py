@@ -106,3 +106,25 @@ def test_precision_detection():
             setup_runtime(precision="bf16")
     with pytest.raises(LRFError, match="unknown"):
         setup_runtime(precision="fp8")
+
+
+def test_sigterm_stops_with_a_checkpoint(tmp_path, tree):
+    """A session ending sends SIGTERM: the trainer saves its state at the next step and exits 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "ae"
+    proc = subprocess.Popen([sys.executable, "-c", "from lrf_model.training import main_train_ae; main_train_ae()",
+                             "--data", str(tree), "--out", str(out), "--epochs", "10000", "--batch-size", "8",
+                             "--channels", "8", "--latent-channels", "4", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (out / "train_log.jsonl").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert "received SIGTERM" in output and "continue with --resume" in output
+    assert read_training_state(out)[1]["step"] >= 50  # the log's first line is written at step 50

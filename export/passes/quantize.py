@@ -2,61 +2,95 @@
 whether it raises).
 
 - ExecuTorch/XNNPACK: PT2E static int8 (per-channel symmetric weights, activations calibrated
-  on real latents along real sampling trajectories) on every linear of the denoiser but the
-  input embedding and the output projection (4 channels wide: tiny, and their error lands in
-  the velocity unscaled). The adaLN modulation linears are a third of the weights: leaving
-  them float kept the step at 55% of its fp32 size; quantized it is 29%, and the parity gate
-  still holds (measured on 10 trajectories: worst per-step rel 0.050 -> 0.050, image PSNR
-  median 47 -> 46 dB). Quantizing only some of the conditioning path was worse (0.067).
+  on real latents along real sampling trajectories) on the denoiser modules its family selects
+  by type (``Family.int8_modules``: for LRF v2 every linear but the 4-channel input embedding
+  and output projection), the whole autoencoder graphs. For LRF v2 the adaLN modulation
+  linears are a third of the weights: leaving them float kept the step at 55% of its fp32
+  size; quantized it is 29%, and the parity gate still holds (measured on 10 trajectories:
+  worst per-step rel 0.050 -> 0.050, image PSNR median 47 -> 46 dB).
 - ONNX: ``onnxruntime.quantization.quantize_dynamic`` (int8 per-channel weights; on x86
   without VNNI ``reduce_range=True`` avoids the 16-bit accumulation overflow), after ORT's
   ``quant_pre_process``: the exporter writes 3-D linears as ``MatMul(x, Transpose(W))``,
   which the quantizer skips until constant folding has made ``W^T`` an initializer.
 - CoreML: ``coremltools.optimize.coreml.linear_quantize_weights`` (per-channel int8), or
   palettization to 4/6 bits as an option.
+
+Every scheme reports its coverage (:func:`coverage`): the share of the graph's weights stored
+as int8 and how many weight-bearing ops were quantized. The parity gate fails an "int8"
+artifact whose share is below what its family declares, so a quantizer that silently matches
+nothing cannot pass as int8 on its numerics alone.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..graphs import GraphSpec
 
-# Linears of the denoiser quantized to int8 by the PT2E scheme (module paths, by their end):
-# attention and MLP of each block, the adaLN modulations, the time MLP and the final
-# modulation. The input embedding, the output projection and the linear mixer's token sum
-# (a constant ones vector) stay float.
-QUANTIZED_DENOISER_LAYERS = re.compile(r"(mix\.(q|k|v|proj)|fc1|fc2|mod\.\d+|time_mlp[12]|final_(shift|scale))$")
+
+def _in_modules(paths: frozenset[str]) -> Callable[[torch.fx.Node], bool]:
+    """Whether an FX node was traced directly inside one of the modules at ``paths``. Weights
+    and biases (attributes, no module stack) are judged by the op that consumes them: the conv
+    annotator asks about them too."""
+    def inside(node: torch.fx.Node) -> bool:
+        if node.op in ("get_attr", "placeholder"):
+            return True
+        stack = node.meta.get("nn_module_stack") or {}
+        return bool(stack) and list(stack.values())[-1][0] in paths
+
+    return inside
 
 
-def _in_quantized_layer(node) -> bool:
-    """Whether an FX node was traced inside one of :data:`QUANTIZED_DENOISER_LAYERS`."""
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return False
-    path = list(stack.values())[-1][0]
-    return QUANTIZED_DENOISER_LAYERS.search(path) is not None
-
-
-def _denoiser_quantizer(config):
-    """Annotate only the chosen linears. XNNPACKQuantizer.set_module_name also annotates
-    shape ops (cat/reshape) outside those modules, observing the integer class id and
-    quantizing the input latent; this quantizer touches nothing but the listed layers."""
+def _modules_quantizer(config, paths: frozenset[str]):
+    """Annotate the linears and convs of the chosen modules, nothing else.
+    XNNPACKQuantizer.set_module_name also annotates shape ops (cat/reshape) outside those
+    modules, observing the integer class id and quantizing the input latent."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import OP_TO_ANNOTATOR
     from torchao.quantization.pt2e.quantizer import Quantizer
 
-    class LinearLayersQuantizer(Quantizer):
+    class ModulesQuantizer(Quantizer):
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-            OP_TO_ANNOTATOR["linear"](model, config, _in_quantized_layer)
+            for op in ("linear", "conv"):
+                OP_TO_ANNOTATOR[op](model, config, _in_modules(paths))
             return model
 
         def validate(self, model: torch.fx.GraphModule) -> None:
             pass
 
-    return LinearLayersQuantizer()
+    return ModulesQuantizer()
+
+
+def coverage(weights: Iterable[tuple[str, tuple[int, ...]]], ops_quantized: int, ops_total: int) -> dict:
+    """``{"int8_share", "int8_weights", "float_weights", "ops_quantized", "ops_total"}`` from the
+    (dtype, shape) of every stored tensor; weights are the tensors of 2 or more dims."""
+    n8 = nf = 0
+    for dtype, shape in weights:
+        if len(shape) < 2:
+            continue
+        n = int(np.prod(shape))
+        if dtype == "int8":
+            n8 += n
+        elif dtype in ("float32", "float16", "bfloat16"):
+            nf += n
+    return {"int8_share": n8 / max(n8 + nf, 1), "int8_weights": n8, "float_weights": nf,
+            "ops_quantized": ops_quantized, "ops_total": ops_total}
+
+
+def program_coverage(program: torch.export.ExportedProgram) -> dict:
+    """Coverage of a PT2E-quantized program: the stored tensors its graph uses (the float
+    originals of folded int8 weights stay in the state dict, unused, and are not counted)."""
+    sig = program.graph_signature
+    names = {**sig.inputs_to_parameters, **sig.inputs_to_buffers, **sig.inputs_to_lifted_tensor_constants}
+    stored = {**program.state_dict, **program.constants}
+    used = [stored[names[n.name]] for n in program.graph.nodes if n.op == "placeholder" and n.name in names and n.users]
+    weights = [(str(t.dtype).removeprefix("torch."), tuple(t.shape)) for t in used if isinstance(t, torch.Tensor)]
+    targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    return coverage(weights, sum("dequantize_per_channel" in t for t in targets),
+                    sum(t.startswith(("aten.linear", "aten.conv")) for t in targets))
 
 
 def quantize_pt2e_xnnpack(spec: GraphSpec, calibration: list[tuple]) -> torch.export.ExportedProgram:
@@ -67,8 +101,8 @@ def quantize_pt2e_xnnpack(spec: GraphSpec, calibration: list[tuple]) -> torch.ex
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
-    if spec.kind in ("step", "fused"):
-        quantizer = _denoiser_quantizer(config)
+    if spec.int8_modules is not None:  # a denoiser: the modules its family selects
+        quantizer = _modules_quantizer(config, spec.int8_modules)
     else:  # the autoencoder: plain convs and ReLUs, all int8
         quantizer = XNNPACKQuantizer().set_global(config)
     with torch.no_grad():
@@ -90,7 +124,20 @@ def quantize_onnx_int8(src: Path, dst: Path) -> dict:
         quantize_dynamic(str(folded), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
     finally:
         folded.unlink(missing_ok=True)
-    return {"scheme": "onnxruntime quant_pre_process + quantize_dynamic int8 per-channel, reduce_range"}
+    return {"scheme": "onnxruntime quant_pre_process + quantize_dynamic int8 per-channel, reduce_range",
+            "int8_coverage": onnx_coverage(dst)}
+
+
+def onnx_coverage(path: Path) -> dict:
+    """Coverage of an ONNX file: int8 initializers, and integer matmuls/convs among all of them."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    weights = [(np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).name, tuple(t.dims)) for t in model.graph.initializer]
+    ops = [n.op_type for n in model.graph.node]
+    quantized = sum(op in ("MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv") for op in ops)
+    return coverage(weights, quantized, quantized + sum(op in ("MatMul", "Gemm", "Conv") for op in ops))
 
 
 def quantize_coreml(mlmodel, scheme: str = "int8"):

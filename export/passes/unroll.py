@@ -13,16 +13,15 @@ from __future__ import annotations
 import torch
 
 from lrf_model.errors import LRFError
-from lrf_model.model import LRFDenoiser
 from lrf_model.sampling import integrate
 
-from ..graphs import GraphSpec, TensorSpec, latent_shape
+from ..graphs import GraphSpec, TensorSpec, int8_paths, latent_shape
 
 
 class FusedSamplerGraph(torch.nn.Module):
     """``(noise, class_id) -> latent``: N guided Euler steps over a baked schedule."""
 
-    def __init__(self, denoiser: LRFDenoiser, ts: list[float], cfg: float, recursions: int):
+    def __init__(self, denoiser: torch.nn.Module, ts: list[float], cfg: float, recursions: int):
         super().__init__()
         self.denoiser, self.ts, self.cfg, self.recursions = denoiser, list(ts), float(cfg), recursions
 
@@ -31,11 +30,11 @@ class FusedSamplerGraph(torch.nn.Module):
                          self.recursions)
 
 
-def fused_spec(denoiser: LRFDenoiser, ts: list[float], cfg: float, recursions: int, batch: int = 1) -> GraphSpec:
+def fused_spec(denoiser: torch.nn.Module, ts: list[float], cfg: float, recursions: int, batch: int = 1) -> GraphSpec:
     lat = latent_shape(denoiser, batch)
-    return GraphSpec("fused", FusedSamplerGraph(denoiser, ts, cfg, recursions),
-                     [TensorSpec("noise", lat, "float32"), TensorSpec("class_id", (batch,), "int64")],
-                     [TensorSpec("latent", lat, "float32")])
+    graph = FusedSamplerGraph(denoiser, ts, cfg, recursions)
+    return GraphSpec("fused", graph, [TensorSpec("noise", lat, "float32"), TensorSpec("class_id", (batch,), "int64")],
+                     [TensorSpec("latent", lat, "float32")], int8_paths(graph, denoiser))
 
 
 def assert_no_control_flow(program: torch.export.ExportedProgram) -> None:

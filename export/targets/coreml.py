@@ -111,17 +111,26 @@ def structure(path: Path) -> dict:
             out.append({"name": f.name, "shape": list(arr.shape), "dtype": dtype})
         return out
 
-    ops, const_dtypes = set(), set()
+    from ..passes.quantize import coverage
+
+    names = {1: "bool", 2: "string", 10: "float16", 11: "float32", 13: "bfloat16", 21: "int8", 22: "int16", 23: "int32", 24: "int64", 31: "uint8"}
+    ops, const_dtypes, weights = set(), set(), []
+    n_constexpr = n_weighted = 0
     for fn in spec.mlProgram.functions.values():
         for block in fn.block_specializations.values():
             for op in block.operations:
                 ops.add(op.type)
+                n_constexpr += op.type.startswith("constexpr")
+                n_weighted += op.type in ("linear", "conv", "matmul")
                 if op.type == "const" or op.type.startswith("constexpr"):
                     # A weight's stored dtype is that of its tensor attributes ('val' of a const,
                     # 'quantized_data' / 'indices' of a constexpr dequantize).
                     for key, value in op.attributes.items():
                         if key != "name" and value.type.HasField("tensorType"):
-                            const_dtypes.add(int(value.type.tensorType.dataType))
-    names = {1: "bool", 2: "string", 10: "float16", 11: "float32", 13: "bfloat16", 21: "int8", 22: "int16", 23: "int32", 24: "int64", 31: "uint8"}
+                            tt = value.type.tensorType
+                            const_dtypes.add(int(tt.dataType))
+                            weights.append((names.get(int(tt.dataType), str(tt.dataType)),
+                                            tuple(int(d.constant.size) for d in tt.dimensions)))
     return {"inputs": io(spec.description.input), "outputs": io(spec.description.output), "ops": sorted(ops),
-            "const_dtypes": sorted(names.get(d, str(d)) for d in const_dtypes), "spec_version": spec.specificationVersion}
+            "const_dtypes": sorted(names.get(d, str(d)) for d in const_dtypes), "spec_version": spec.specificationVersion,
+            "int8_coverage": coverage(weights, n_constexpr, n_weighted)}

@@ -82,12 +82,16 @@ class ExecuTorchTarget:
 
         t0 = time.perf_counter()
         program = export_static(spec)
+        coverage = None
         if precision == "int8":
-            from ..passes.quantize import quantize_pt2e_xnnpack
+            from ..passes.quantize import program_coverage, quantize_pt2e_xnnpack
 
             program = quantize_pt2e_xnnpack(spec, calibration or [spec.example_inputs()])
+            coverage = program_coverage(program)
         edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
         report = partition_report(edge.exported_program())
+        if coverage is not None:
+            report["int8_coverage"] = coverage
         path.write_bytes(edge.to_executorch().buffer)
         return Lowered(path, precision, time.perf_counter() - t0, report)
 

@@ -1,0 +1,70 @@
+"""What a model family declares once, so that trainers, exporters, passes, test vectors,
+benchmarks and runtimes never name a denoiser class.
+
+Every family's denoiser is a diffusers ``ModelMixin``/``ConfigMixin`` with one calling
+convention, ``forward(z (B,C,S,S), t (B,) in [0, 1], class_labels (B,) int, recursions=None)
+-> v (B,C,S,S)`` (the rectified-flow velocity ``noise - z0``), and config fields
+``latent_channels``, ``latent_size``, ``num_classes`` and ``class_names``. Class id
+``num_classes`` is the null class of classifier-free guidance. The rest, which differs from
+family to family, is a :class:`Family`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from diffusers.configuration_utils import ConfigMixin
+from diffusers.models.modeling_utils import ModelMixin
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family: its denoiser class and everything the toolkit needs to know about it.
+
+    - ``conditioning``: the inputs of a denoising step besides latent, t, dt and cfg (the
+      bundle's plan declares them; ``class_id`` for every family so far);
+    - ``state``: tensors carried from one step to the next (none so far);
+    - ``int8_module_types`` / ``int8_excluded``: the modules INT8 may quantize, chosen by type
+      (renaming a layer cannot silently turn quantization off); ``int8_min_share``: the share
+      of the step graph's weights an "int8" artifact must hold as int8 (the gate checks it);
+    - ``recursive``: whether R (passes of shared weights) is chosen at call time, read from
+      ``config.recursions`` / ``config.max_recursions``; otherwise R is 1;
+    - ``add_arguments`` / ``config_from_args``: the family's architecture flags of ``lrf-train``;
+    - ``tiny_config``: a small random model for tests.
+    """
+
+    name: str
+    model_class: type
+    description: str
+    int8_module_types: tuple[type[torch.nn.Module], ...]
+    int8_min_share: float
+    add_arguments: Callable[[argparse._ArgumentGroup], None]
+    config_from_args: Callable[[argparse.Namespace], dict]
+    tiny_config: dict
+    int8_excluded: tuple[str, ...] = ()  # module names (relative to the denoiser) kept float
+    recursive: bool = False
+    conditioning: tuple[str, ...] = ("class_id",)
+    state: tuple[str, ...] = ()
+    resume_keys: tuple[str, ...] = field(default=())  # lrf-train flags a resumed run must keep
+
+    def build(self, **config) -> ModelMixin:
+        return self.model_class(**config)
+
+    def default_recursions(self, model: ConfigMixin) -> int:
+        return int(model.config.recursions) if self.recursive else 1
+
+    def max_recursions(self, model: ConfigMixin) -> int:
+        return int(model.config.max_recursions) if self.recursive else 1
+
+    def int8_modules(self, model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+        """``{name: module}`` of the denoiser's modules that INT8 quantizes."""
+        return {name: m for name, m in model.named_modules()
+                if isinstance(m, self.int8_module_types) and name not in self.int8_excluded}
+
+    def describe(self) -> dict:
+        """What a bundle's manifest records about the family."""
+        return {"name": self.name, "conditioning": list(self.conditioning), "state": list(self.state),
+                "recursive": self.recursive, "int8_min_share": self.int8_min_share}

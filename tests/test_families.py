@@ -1,0 +1,160 @@
+"""The model-family seam: every registered family trains, saves, loads, exports to every target
+with a passing gate and runs in lrf-native, through code that names no denoiser class.
+
+The second family (``unet2d``, diffusers' UNet2DModel) is the proof: it was added as one file
+and one registry line, and the exporter, graphs, passes, test vectors and runtimes are the
+ones LRF v2 uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lrf_export import run as run_cli
+from lrf_export.exporter import ExportOptions, export_bundles
+from lrf_model import families
+from lrf_model.autoencoder import build_autoencoder
+from lrf_model.classes import CIFAR10_CLASSES
+from lrf_model.errors import LRFError
+from lrf_model.families import FAMILIES, family_of, load_denoiser
+from lrf_model.pipeline import LRFPipeline
+from lrf_model.training import main_train
+
+from .conftest import randomize
+from .test_eval import write_cifar_tree
+from .test_native import lrf_native, native  # noqa: F401  (lrf_native is a fixture)
+
+
+def tiny(name: str) -> torch.nn.Module:
+    """A tiny random denoiser of family ``name`` whose layers clear Core ML's 2048-weight threshold."""
+    family = FAMILIES[name]
+    config = {**family.tiny_config, "class_names": list(CIFAR10_CLASSES)}
+    if name == "lrf":
+        config["hidden_dim"] = 48
+    torch.manual_seed(0)
+    model = family.build(**config)
+    return (randomize(model, std=0.1) if name == "lrf" else model).eval()  # LRF starts as the identity (adaLN-Zero)
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family_checkpoint(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(request.param) / "ckpt"
+    torch.manual_seed(0)
+    LRFPipeline(tiny(request.param), build_autoencoder(4, 4, 16)).save_pretrained(root)
+    return request.param, root
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_family_round_trip_and_calling_convention(tmp_path, name):
+    model = tiny(name)
+    assert family_of(model) is FAMILIES[name]
+    model.save_pretrained(tmp_path / "d")
+    back = load_denoiser(tmp_path / "d")  # dispatched on the saved _class_name
+    assert type(back) is type(model) and families.class_names(back) == CIFAR10_CLASSES
+    z, t, y = torch.randn(2, 4, 8, 8), torch.tensor([0.3, 0.9]), torch.tensor([3, 10])  # 10: the null class
+    with torch.no_grad():
+        v = model(z, t, y)
+        assert v.shape == z.shape and torch.isfinite(v).all()
+        assert torch.equal(back(z, t, y), v)
+        assert not torch.allclose(model(z, t, torch.tensor([4, 10])), v)  # the class is an input
+
+
+def test_unknown_class_name_in_a_config_is_one_line(tmp_path):
+    tiny("lrf").save_pretrained(tmp_path / "d")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    (tmp_path / "d" / "config.json").write_text(json.dumps({**config, "_class_name": "NoSuchNet"}))
+    with pytest.raises(LRFError, match="not a registered model family"):
+        load_denoiser(tmp_path / "d")
+
+
+def test_unet2d_trains_and_generates(tmp_path):
+    tree = write_cifar_tree(tmp_path / "data", n_per_class=4)
+    from lrf_model.training import main_train_ae
+
+    main_train_ae(["--data", str(tree), "--out", str(tmp_path / "ae"), "--epochs", "1", "--batch-size", "8",
+                   "--channels", "8", "--latent-channels", "4"])
+    out = tmp_path / "unet"
+    main_train(["--data", str(tree), "--autoencoder", str(tmp_path / "ae"), "--out", str(out), "--family", "unet2d",
+                "--block-out-channels", "32,32", "--batch-size", "8", "--epochs", "1", "--sample-steps", "1",
+                "--eval-per-class", "0"])
+    config = json.loads((out / "denoiser" / "config.json").read_text())
+    assert config["_class_name"] == "UNet2DDenoiser" and config["class_names"] == list(CIFAR10_CLASSES)
+    (out / "autoencoder").symlink_to(tmp_path / "ae")
+    pipe = LRFPipeline.from_checkpoint(out)
+    assert pipe.family.name == "unet2d" and pipe.generate_tensor([3], [0], steps=2).shape == (1, 3, 32, 32)
+    with pytest.raises(LRFError, match="supports 1-1"):
+        pipe.check_recursions(2)
+
+
+@pytest.mark.parametrize("target", ["executorch", "onnx", "coreml"])
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_every_family_exports_with_a_passing_gate(family_checkpoint, tmp_path, target, quantize):
+    name, ckpt = family_checkpoint
+    (r,) = export_bundles(ExportOptions(target=target, steps=2, quantize=quantize, checkpoint=str(ckpt),
+                                        out=str(tmp_path / "b")))
+    assert r.ok, r.parity
+    manifest = json.loads((r.path / "manifest.json").read_text())
+    assert manifest["model"]["family"]["name"] == name and manifest["class_names"] == list(CIFAR10_CLASSES)
+    if quantize == "int8":
+        need = manifest["model"]["family"]["int8_min_share"]
+        shares = r.parity["int8_share"]
+        assert set(shares) == {"step", "decoder", "encoder"} and min(shares.values()) >= need, shares
+
+
+def test_an_int8_label_on_float_weights_fails_the_gate(tmp_path, monkeypatch):
+    """A family whose INT8 selection matches nothing (a renamed layer, a wrong type) must not pass."""
+    ckpt = tmp_path / "ckpt"
+    LRFPipeline(tiny("lrf"), build_autoencoder(4, 4, 16)).save_pretrained(ckpt)
+    nothing = dataclasses.replace(FAMILIES["lrf"], int8_module_types=(torch.nn.Embedding,))
+    monkeypatch.setitem(families._BY_CLASS, "LRFDenoiser", nothing)
+    (r,) = export_bundles(ExportOptions(target="executorch", steps=2, quantize="int8", checkpoint=str(ckpt),
+                                        out=str(tmp_path / "b")))
+    assert not r.ok and r.parity["worst_step_rel"] < 1e-3  # numerically perfect, because nothing was quantized
+    assert any(p.startswith("step: 0.0% of its weights are int8") for p in r.parity["problems"]), r.parity["problems"]
+
+
+def test_lrf_native_runs_every_family(lrf_native, family_checkpoint, tmp_path):  # noqa: F811
+    name, ckpt = family_checkpoint
+    (r,) = export_bundles(ExportOptions(target="executorch", steps=2, checkpoint=str(ckpt), out=str(tmp_path / "b")))
+    result = native(lrf_native, r.path, "--selftest", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["passed"]
+    result = native(lrf_native, r.path, "--class", "cat", "--seed", "4", "--out", tmp_path / "native.png")
+    assert result.returncode == 0, result.stderr
+    run_cli.main([str(r.path), "--class", "cat", "--seed", "4", "--out", str(tmp_path / "run.png")])
+    a, b = (np.asarray(Image.open(tmp_path / f), dtype=np.int64) for f in ("native.png", "run.png"))
+    assert np.abs(a - b).max() <= 1 and len(np.unique(a)) > 10, name  # same image, not a constant one
+
+
+@pytest.mark.slow
+def test_web_runtime_runs_every_family(family_checkpoint, tmp_path):
+    """The browser page (Chromium) loads each family's ONNX bundle, generates and passes its self-test."""
+    import subprocess
+    import sys
+
+    from .test_web import WEB, _chromium, _node, _node_modules
+
+    node = _node()
+    _chromium()
+    _node_modules()
+    name, ckpt = family_checkpoint
+    (r,) = export_bundles(ExportOptions(target="onnx", steps=2, checkpoint=str(ckpt), out=str(tmp_path / "b")))
+    server = subprocess.Popen([sys.executable, str(WEB / "serve.py"), "--bundle", str(r.path), "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().strip().split(" ", 1)[1]
+        result = subprocess.run([node, "tests/e2e.mjs", "--mode", "bench", "--url", url, "--threads", "2", "--images", "2",
+                                 "--warmup", "0", "--out", str(tmp_path / "bench.json")],
+                                cwd=WEB, capture_output=True, text=True, timeout=300)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert result.returncode == 0, f"{name}: {result.stdout}\n{result.stderr}"
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["passed"] and report["runs"][0]["selftest_passed"], report

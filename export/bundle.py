@@ -9,9 +9,11 @@
     test_vectors/*.npy reference inputs/outputs from the PyTorch model
     parity.json        the parity gate's report
 
-Bundles are written to a temporary sibling directory and renamed into place at the end, so an
-error never leaves a half-written bundle. :func:`load_manifest` verifies schema and hashes
-before anything else reads a byte.
+The manifest's one definition is ``schema/manifest.schema.json`` (JSON Schema): every manifest
+is validated against it when written and when loaded, and its ``schema_version`` is the one
+:data:`SCHEMA_VERSION`. Bundles are written to a temporary sibling directory and renamed into
+place at the end, so an error never leaves a half-written bundle. :func:`load_manifest`
+verifies schema and hashes before anything else reads a byte.
 """
 
 from __future__ import annotations
@@ -21,15 +23,26 @@ import json
 import shutil
 import tempfile
 from contextlib import contextmanager
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
+import jsonschema
 import numpy as np
 
 from lrf_model.errors import LRFError
 
-SCHEMA_VERSION = 2  # 2: sampler.schedules and tolerance, read by the native, web and mobile runtimes
+SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "manifest.schema.json"
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+SCHEMA_VERSION: int = _validator().schema["properties"]["schema_version"]["const"]
 MANIFEST = "manifest.json"
 HASH_EXEMPT = {MANIFEST}
 
@@ -69,12 +82,27 @@ def save_array(root: Path, rel: str, array: np.ndarray) -> str:
 
 
 def load_array(root: Path, rel: str) -> np.ndarray:
-    return np.load(root / rel, allow_pickle=False)
+    """A test vector; a damaged or missing one is a one-line error."""
+    try:
+        return np.load(root / rel, allow_pickle=False)
+    except Exception as e:  # numpy raises ValueError, SyntaxError, TokenError, EOFError... on a bad header
+        raise LRFError(f"bundle file {rel} is not a readable .npy ({type(e).__name__}); re-export the bundle") from None
+
+
+def schema_problem(manifest: object) -> str | None:
+    """The most relevant way ``manifest`` breaks the schema, as ``"where: what"``, or None."""
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(manifest))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    return f"{where}: {error.message[:200]}"
 
 
 def write_manifest(root: Path, manifest: dict) -> None:
-    """Finish a bundle: hash every file and write manifest.json last."""
+    """Finish a bundle: hash every file, validate against the schema, write manifest.json last."""
     manifest = {**manifest, "schema_version": SCHEMA_VERSION, "files": file_hashes(root), "tools": tool_versions()}
+    if (problem := schema_problem(manifest)) is not None:
+        raise LRFError(f"lrf-export built a manifest that breaks {SCHEMA_FILE.name} ({problem}); this is a bug in lrf-export")
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -88,9 +116,12 @@ def load_manifest(root: str | Path, verify: bool = True) -> dict:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise LRFError(f"{path} is corrupt ({e}); re-export the bundle") from None
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise LRFError(f"{path}: schema version {manifest.get('schema_version')!r} is not {SCHEMA_VERSION}; "
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if version != SCHEMA_VERSION:
+        raise LRFError(f"{path}: schema version {version!r} is not {SCHEMA_VERSION}; "
                        "re-export the bundle with this lrf-export")
+    if (problem := schema_problem(manifest)) is not None:
+        raise LRFError(f"{path} breaks the manifest schema at {problem}; re-export the bundle with this lrf-export")
     if verify:
         for rel, digest in manifest.get("files", {}).items():
             f = root / rel

@@ -7,6 +7,7 @@ from the target, and the verdict from :mod:`lrf_export.parity`.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from lrf_model.errors import LRFError
+from lrf_model.noise import SEED_SALT
 from lrf_model.pipeline import DEFAULT_CFG, LRFPipeline, default_checkpoint
 from lrf_model.sampling import schedule
 
@@ -22,8 +24,9 @@ from . import test_vectors
 from .bundle import staged_directory, write_manifest
 from .graphs import GraphSpec, decoder_spec, encoder_spec, step_spec
 from .parity import TOLERANCES, check_bundle, gate_ok
-from .passes.unroll import assert_no_control_flow, assert_weights_stored_once, fused_spec
-from .passes.static_shapes import export_static
+from .passes import Pass, run_passes
+from .passes.static_shapes import CheckStatic, trace
+from .passes.unroll import CheckNoControlFlow, CheckWeightsStoredOnce, fused_spec
 from .targets import Target, get_target, precision_for
 
 GRAPHS = ("step", "fused")
@@ -94,6 +97,7 @@ def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> lis
     }
     ref = test_vectors.reference(pipe, ts, cfg, R)
     calib = test_vectors.calibration(pipe, ts, cfg, R) if opts.quantize == "int8" else {}
+    traces = Traces(specs)
     results = []
     for name in targets:
         target = get_target(name)
@@ -101,24 +105,42 @@ def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> lis
         quant = "int8" if opts.quantize == "int8" else "float"
         default_out = Path("dist") / f"{model_name(ckpt)}-{name}-{quant}-s{opts.steps}"
         out = Path(opts.out) / default_out.name if (opts.out and len(targets) > 1) else Path(opts.out or default_out)
-        results.append(_export_one(target, precision, specs, ref, calib, pipe, ts, cfg, R, opts, ckpt, out, progress))
+        results.append(_export_one(target, precision, traces, ref, calib, pipe, ts, cfg, R, opts, ckpt, out, progress))
     return results
 
 
-def _export_one(target: Target, precision: str, specs: dict[str, GraphSpec], ref, calib, pipe: LRFPipeline,
+class Traces:
+    """Each graph traced once per class-id dtype (int64: ExecuTorch and ONNX; int32: Core ML),
+    on first use; every target's passes start from a copy of these programs (ExecuTorch's
+    lowering edits the program it is given in place)."""
+
+    def __init__(self, specs: dict[str, GraphSpec]):
+        self.specs, self._programs = specs, {}
+
+    def get(self, kind: str, class_dtype: str):
+        spec = self.specs[kind].with_class_dtype(class_dtype)
+        if (kind, class_dtype) not in self._programs:
+            self._programs[kind, class_dtype] = trace(spec)
+        return spec, copy.deepcopy(self._programs[kind, class_dtype])
+
+
+def guards(spec: GraphSpec) -> list[Pass]:
+    """The checks every lowered program passes, run on that program (after the target's passes)."""
+    return [CheckStatic(), CheckNoControlFlow(), CheckWeightsStoredOnce(spec.module)]
+
+
+def _export_one(target: Target, precision: str, traces: Traces, ref, calib, pipe: LRFPipeline,
                 ts: list[float], cfg: float, R: int, opts: ExportOptions, ckpt: Path, out: Path,
                 progress: Progress | None) -> BundleResult:
     result = BundleResult(out, target.name, precision)
     with staged_directory(out) as tmp:
         artifacts = {}
-        for kind, spec in specs.items():
+        for kind in traces.specs:
             task = progress.add_task(f"{target.name}:{kind} lower ({precision})", total=None) if progress else None
-            program = export_static(spec)  # the unroll pass's guarantees, on the traced program
-            assert_no_control_flow(program)
-            assert_weights_stored_once(program, spec.module)
+            spec_t, program = traces.get(kind, target.class_dtype)
+            program = run_passes(program, target.passes(spec_t, precision, calib.get(kind)) + guards(spec_t))
             file = f"{kind}{target.suffix}"
-            lowered = target.lower(spec, tmp / file, precision, calib.get(kind))
-            spec_t = spec.with_class_dtype(target.class_dtype)
+            lowered = target.lower(program, spec_t, tmp / file, precision)
             artifacts[kind] = {"file": file, "target": target.name, "precision": precision,
                                "inputs": [i.as_dict() for i in spec_t.inputs], "outputs": [o.as_dict() for o in spec_t.outputs],
                                "lowering": {k: v for k, v in lowered.details.items() if k not in ("inputs", "outputs")}}
@@ -143,10 +165,10 @@ def _export_one(target: Target, precision: str, specs: dict[str, GraphSpec], ref
             "latent": {"shape": [1, *pipe.latent_shape],
                        "scaling_factor": ae.config.scaling_factor, "shift_factor": ae.config.shift_factor,
                        "note": "artifacts take and return model-space latents; the decoder un-scales inside"},
-            "image": {"shape": list(specs["decoder"].outputs[0].shape), "range": [-1.0, 1.0],
+            "image": {"shape": list(traces.specs["decoder"].outputs[0].shape), "range": [-1.0, 1.0],
                       "to_uint8": "round((clip(x, -1, 1) + 1) * 127.5)"},
             "noise": {"generator": "lowbias32 counter hash + Box-Muller (lrf_model.sampling.portable_noise)",
-                      "seed_salt": 0x9E3779B9, "per_image_seed": True},
+                      "seed_salt": SEED_SALT, "per_image_seed": True},
             "artifacts": artifacts,
             "test_vectors": test_vectors.write(tmp, ref),
         }

@@ -57,7 +57,7 @@ def check_numeric(rt: BundleRuntime) -> dict:
         singles = []
         for case in tv["steps"]:
             feeds = {k: load_array(root, v) for k, v in case.items() if k != "next_latent"}
-            got = rt.runners["step"](feeds)["next_latent"]
+            got = rt.run("step", feeds, "next_latent")
             ref = load_array(root, case["next_latent"])
             singles.append({"max_abs": float(np.max(np.abs(got - ref))), "rel": rel_error(got, ref)})
         report["single_steps"] = singles

@@ -25,8 +25,17 @@ from .bundle import load_manifest
 from .targets import get_target
 
 
+def _gist(e: BaseException) -> str:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first[:160]}" if first else type(e).__name__
+
+
 class BundleRuntime:
-    """A verified bundle opened on this host; ``threads`` sizes the runtime's CPU thread pool."""
+    """A verified bundle opened on this host; ``threads`` sizes the runtime's CPU thread pool.
+
+    A bundle is input from outside: whatever its artifacts or manifest hold, opening and
+    running it ends in a result or a one-line :class:`LRFError` naming the artifact, never in a
+    runtime library's own exception (``tests/test_hostile_bundles.py`` mutates real bundles)."""
 
     def __init__(self, root: str | Path, verify: bool = True, threads: int | None = None):
         self.root = Path(root)
@@ -34,8 +43,21 @@ class BundleRuntime:
         target = get_target(self.manifest["target"])
         self.runners = {}
         for kind, art in self.manifest["artifacts"].items():
-            self.runners[kind] = target.runner(self.root / art["file"], art["inputs"], art["outputs"], threads)
+            try:
+                self.runners[kind] = target.runner(self.root / art["file"], art["inputs"], art["outputs"], threads)
+            except Exception as e:  # each runtime raises its own types for a damaged model file
+                raise LRFError(f"cannot open the {kind} artifact {art['file']} with {target.name} ({_gist(e)}); "
+                               "the bundle is damaged, re-export or re-copy it") from None
         self.executable = all(r is not None for r in self.runners.values())
+
+    def run(self, kind: str, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
+        """Output ``output`` of artifact ``kind`` on ``feeds``."""
+        runner = self._require(kind)
+        try:
+            return runner(feeds)[output]
+        except Exception as e:  # a manifest whose names, shapes or dtypes do not fit the artifact
+            raise LRFError(f"the {kind} artifact failed on {self.manifest['target']} ({_gist(e)}); "
+                           "the bundle is damaged or inconsistent, re-export it") from None
 
     @property
     def sampler(self) -> dict:
@@ -76,25 +98,25 @@ class BundleRuntime:
         cls = np.array([class_id], dtype=np.int64)
         if s["graph"] == "fused":
             t0 = time.perf_counter()
-            z = self._require("fused")({"noise": noise, "class_id": cls})["latent"]
+            z = self.run("fused", {"noise": noise, "class_id": cls}, "latent")
             if callback:
                 callback(len(ts) - 2, z, time.perf_counter() - t0)
             return z
-        step = self._require("step")
         z = noise
         for i in range(len(ts) - 1):
             t0 = time.perf_counter()
-            z = step({"latent": z, "t": np.array([ts[i]], np.float32), "dt": np.array([ts[i] - ts[i + 1]], np.float32),
-                      "class_id": cls, "cfg": np.array([cfg], np.float32)})["next_latent"]
+            z = self.run("step", {"latent": z, "t": np.array([ts[i]], np.float32),
+                                  "dt": np.array([ts[i] - ts[i + 1]], np.float32), "class_id": cls,
+                                  "cfg": np.array([cfg], np.float32)}, "next_latent")
             if callback:
                 callback(i, z, time.perf_counter() - t0)
         return z
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
-        return self._require("decoder")({"latent": latent})["image"]
+        return self.run("decoder", {"latent": latent}, "image")
 
     def encode(self, image: np.ndarray) -> np.ndarray:
-        return self._require("encoder")({"image": image})["latent"]
+        return self.run("encoder", {"image": image}, "latent")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

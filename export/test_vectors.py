@@ -22,9 +22,12 @@ from .bundle import save_array
 from .graphs import EncoderGraph
 
 TRAJECTORY_SEED = 0
-TRAJECTORY_CLASS = 3
 STEP_SEED = 1
-STEP_CLASS = 7
+
+
+def test_classes(num_classes: int) -> tuple[int, int]:
+    """(trajectory class, single-step class): 3 and 7 where the model has them, always valid."""
+    return 3 % num_classes, 7 % num_classes
 
 
 @dataclass
@@ -50,19 +53,20 @@ def trajectory(pipe: LRFPipeline, seed: int, class_id: int, ts: list[float], cfg
 
 @torch.no_grad()
 def reference(pipe: LRFPipeline, ts: list[float], cfg: float, R: int) -> Reference:
-    lat = trajectory(pipe, TRAJECTORY_SEED, TRAJECTORY_CLASS, ts, cfg, R)
+    traj_class, step_class = test_classes(pipe.denoiser.config.num_classes)
+    lat = trajectory(pipe, TRAJECTORY_SEED, traj_class, ts, cfg, R)
     image = pipe.decode(lat[-1])
-    other = trajectory(pipe, STEP_SEED, STEP_CLASS, ts, cfg, R)
+    other = trajectory(pipe, STEP_SEED, step_class, ts, cfg, R)
     n = len(ts) - 1
     steps = []
     for i in sorted({0, n // 2, n - 1}):
         feeds = {"latent": other[i].numpy(), "t": np.array([ts[i]], np.float32), "dt": np.array([ts[i] - ts[i + 1]], np.float32),
-                 "class_id": np.array([STEP_CLASS], np.int64), "cfg": np.array([cfg], np.float32)}
+                 "class_id": np.array([step_class], np.int64), "cfg": np.array([cfg], np.float32)}
         out = guided_step(pipe.denoiser, *(torch.from_numpy(feeds[k]) for k in ("latent", "t", "dt", "class_id")),
                           pipe.denoiser.config.num_classes, torch.from_numpy(feeds["cfg"]), R)
         steps.append({**feeds, "next_latent": out.numpy()})
     enc_latent = EncoderGraph(pipe.autoencoder)(image)
-    return Reference(ts, cfg, R, TRAJECTORY_CLASS, torch.stack(lat).numpy(), image.numpy(), steps, image.numpy(),
+    return Reference(ts, cfg, R, traj_class, torch.stack(lat).numpy(), image.numpy(), steps, image.numpy(),
                      enc_latent.numpy())
 
 

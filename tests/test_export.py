@@ -16,6 +16,7 @@ from lrf_export import run as run_cli
 from lrf_export.bundle import load_manifest
 from lrf_export.exporter import ExportOptions, export_bundles
 from lrf_export.parity import check_bundle
+from lrf_export.passes.static_shapes import trace
 from lrf_export.passes.unroll import fused_spec
 from lrf_export.run import BundleRuntime
 from lrf_export.targets.onnx import OnnxTarget
@@ -87,7 +88,8 @@ def test_unrolled_size_does_not_grow_with_steps(ckpt, tmp_path):
     denoiser = LRFPipeline.from_checkpoint(ckpt).denoiser
     sizes = {}
     for n in (1, 4):  # the fused graph alone, lowered by the ONNX target
-        OnnxTarget().lower(fused_spec(denoiser, schedule(n), 3.0, 2), tmp_path / f"f{n}.onnx", "fp32", None)
+        spec = fused_spec(denoiser, schedule(n), 3.0, 2)
+        OnnxTarget().lower(trace(spec), spec, tmp_path / f"f{n}.onnx", "fp32")
         model = onnx.load(str(tmp_path / f"f{n}.onnx"))
         sizes[n] = sum(len(i.raw_data) for i in model.graph.initializer)
     weights = sum(p.numel() * 4 for p in denoiser.parameters())

@@ -158,3 +158,17 @@ def test_web_runtime_runs_every_family(family_checkpoint, tmp_path):
     assert result.returncode == 0, f"{name}: {result.stdout}\n{result.stderr}"
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["passed"] and report["runs"][0]["selftest_passed"], report
+
+
+def test_a_model_with_few_classes_passes_every_self_test(lrf_native, tmp_path):  # noqa: F811
+    """Test vectors use classes the model has (they were fixed at 3 and 7: a 5-class model passed
+    the Python gate and then aborted lrf-native --selftest)."""
+    torch.manual_seed(0)
+    names = ["circle", "square", "star", "moon", "wave"]
+    den = randomize(FAMILIES["lrf"].build(**FAMILIES["lrf"].tiny_config, num_classes=5, class_names=names), std=0.1)
+    LRFPipeline(den.eval(), build_autoencoder(4, 4, 16)).save_pretrained(tmp_path / "ckpt")
+    (r,) = export_bundles(ExportOptions(target="executorch", steps=2, checkpoint=str(tmp_path / "ckpt"),
+                                        out=str(tmp_path / "b")))
+    assert r.ok and json.loads((r.path / "manifest.json").read_text())["class_names"] == names
+    result = native(lrf_native, r.path, "--selftest", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["passed"], result.stdout + result.stderr

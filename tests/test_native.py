@@ -102,7 +102,7 @@ def test_same_seed_same_image_as_lrf_run_and_lrf_generate(lrf_native, tiny_bundl
     assert images["native"].shape == (32, 32, 3)
     assert np.abs(images["native"] - images["run"]).max() <= 1  # the same runtime's kernels, from C++ and Python
     assert psnr_uint8(images["native"], images["generate"]) >= gate
-    assert images["native"].std() > 5  # a real image, not a constant
+    assert len(np.unique(images["native"])) > 10  # a real image, not a constant
 
 
 def test_json_report_has_latency_and_memory_per_stage(lrf_native, tiny_bundle, tmp_path):

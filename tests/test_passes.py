@@ -1,35 +1,55 @@
-"""Each export pass alone, on a tiny graph."""
+"""Each export pass alone, on a tiny graph: guards raise on what they guard against and return
+their input otherwise; transformations return a program that computes the same thing."""
 
 import pytest
 import torch
 
-from lrf_export.graphs import step_spec
-from lrf_export.passes.static_shapes import assert_static, export_static
-from lrf_export.passes.unroll import assert_no_control_flow, assert_weights_stored_once, fused_spec, stored_bytes
+from lrf_export.exporter import guards
+from lrf_export.graphs import decoder_spec, step_spec
+from lrf_export.passes import run_passes
+from lrf_export.passes.decompose import Decompose
+from lrf_export.passes.static_shapes import CheckStatic, trace
+from lrf_export.passes.unroll import CheckNoControlFlow, CheckWeightsStoredOnce, fused_spec, stored_bytes
+from lrf_model.autoencoder import build_autoencoder
 from lrf_model.errors import LRFError
 from lrf_model.sampling import sample, schedule
 
 
-def test_static_export_has_only_static_shapes(tiny_denoiser):
-    program = export_static(step_spec(tiny_denoiser, 2))
-    assert_static(program)
+def test_static_guard(tiny_denoiser):
+    program = trace(step_spec(tiny_denoiser, 2))
+    assert CheckStatic()(program) is program
     x = torch.export.Dim("batch")
     dynamic = torch.export.export(torch.nn.Linear(3, 3), (torch.randn(2, 3),), dynamic_shapes=({0: x},))
     with pytest.raises(LRFError, match="dynamic shape"):
-        assert_static(dynamic)
+        CheckStatic()(dynamic)
 
 
 def test_fused_graph_is_straight_line_and_stores_weights_once(tiny_denoiser):
     ts = schedule(3)
     spec = fused_spec(tiny_denoiser, ts, 2.5, 2)
-    program = export_static(spec)
-    assert_no_control_flow(program)
-    assert_weights_stored_once(program, spec.module)
-    one = stored_bytes(export_static(fused_spec(tiny_denoiser, schedule(1), 2.5, 1)))
+    program = run_passes(trace(spec), guards(spec))
+    one = stored_bytes(trace(fused_spec(tiny_denoiser, schedule(1), 2.5, 1)))
     assert abs(stored_bytes(program) - one) <= 64  # independent of N and R
     noise, cls = torch.randn(1, 4, 8, 8), torch.tensor([6])
     expected = sample(tiny_denoiser, noise, cls, ts, 10, 2.5, 2)
     torch.testing.assert_close(program.module()(noise, cls), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_duplicated_weights_are_detected():
+    class Copies(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(64, 64)
+            self.register_buffer("copy", torch.randn(8, 64, 64))  # 8 more weight-sized tensors
+
+        def forward(self, x):
+            return self.lin(x) + (x @ self.copy).sum(0)
+
+    module = Copies()
+    program = torch.export.export(module, (torch.randn(2, 64),))
+    assert CheckWeightsStoredOnce(module)(program) is program  # its own buffers are its weights
+    with pytest.raises(LRFError, match="weights were duplicated"):
+        CheckWeightsStoredOnce(module.lin)(program)
 
 
 def test_control_flow_is_detected():
@@ -39,4 +59,30 @@ def test_control_flow_is_detected():
 
     program = torch.export.export(Branchy(), (torch.randn(3),))
     with pytest.raises(LRFError, match="control flow"):
-        assert_no_control_flow(program)
+        CheckNoControlFlow()(program)
+
+
+def test_decompose_keeps_the_numbers(tiny_denoiser):
+    spec = step_spec(tiny_denoiser, 2)
+    program = trace(spec)
+    out = Decompose()(program)
+    assert out is not program
+    args = spec.example_inputs()
+    torch.testing.assert_close(out.module()(*args), program.module()(*args))
+
+
+def test_pt2e_quantize_covers_what_the_family_selects(tiny_denoiser):
+    pytest.importorskip("executorch")
+    from lrf_export.passes.quantize import QuantizePT2E, program_coverage
+
+    spec = step_spec(tiny_denoiser, 2)
+    program = trace(spec)
+    calib = [spec.example_inputs()]
+    quantized = QuantizePT2E(spec.int8_modules, calib)(program)
+    cov = program_coverage(quantized)
+    # Float: the input embedding, the output projection, and the depthwise convs (2 blocks x R=2).
+    assert cov["int8_share"] > 0.9 and cov["ops_total"] - cov["ops_quantized"] == 6, cov
+    assert program_coverage(QuantizePT2E(frozenset(), calib)(program))["int8_share"] == 0.0  # selects nothing
+    run_passes(quantized, guards(spec))  # the quantized program stores less than the float weights
+    ae = decoder_spec(tiny_denoiser, build_autoencoder(4, 4, 16).eval())
+    assert program_coverage(QuantizePT2E(None, [ae.example_inputs()])(trace(ae)))["int8_share"] == 1.0

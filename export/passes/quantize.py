@@ -1,5 +1,4 @@
-"""Pass 3: INT8 weights, one scheme per target, each judged by the parity gate (not by
-whether it raises).
+"""INT8 weights, one scheme per target, each judged by the parity gate (not by whether it raises).
 
 - ExecuTorch/XNNPACK: PT2E static int8 (per-channel symmetric weights, activations calibrated
   on real latents along real sampling trajectories) on the denoiser modules its family selects
@@ -29,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..graphs import GraphSpec
 
 
 def _in_modules(paths: frozenset[str]) -> Callable[[torch.fx.Node], bool]:
@@ -81,37 +79,42 @@ def coverage(weights: Iterable[tuple[str, tuple[int, ...]]], ops_quantized: int,
 
 
 def program_coverage(program: torch.export.ExportedProgram) -> dict:
-    """Coverage of a PT2E-quantized program: the stored tensors its graph uses (the float
-    originals of folded int8 weights stay in the state dict, unused, and are not counted)."""
-    sig = program.graph_signature
-    names = {**sig.inputs_to_parameters, **sig.inputs_to_buffers, **sig.inputs_to_lifted_tensor_constants}
-    stored = {**program.state_dict, **program.constants}
-    used = [stored[names[n.name]] for n in program.graph.nodes if n.op == "placeholder" and n.name in names and n.users]
-    weights = [(str(t.dtype).removeprefix("torch."), tuple(t.shape)) for t in used if isinstance(t, torch.Tensor)]
+    """Coverage of a PT2E-quantized program, over the stored tensors its graph reads."""
+    from .unroll import used_tensors
+
+    weights = [(str(t.dtype).removeprefix("torch."), tuple(t.shape)) for t in used_tensors(program)]
     targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
     return coverage(weights, sum("dequantize_per_channel" in t for t in targets),
                     sum(t.startswith(("aten.linear", "aten.conv")) for t in targets))
 
 
-def quantize_pt2e_xnnpack(spec: GraphSpec, calibration: list[tuple]) -> torch.export.ExportedProgram:
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+class QuantizePT2E:
+    """Program -> program: XNNPACK's static int8 (PT2E prepare, calibrate, convert) of the modules
+    at ``int8_modules`` (None: every op XNNPACKQuantizer annotates, for the autoencoder)."""
 
-    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
-    if spec.int8_modules is not None:  # a denoiser: the modules its family selects
-        quantizer = _modules_quantizer(config, spec.int8_modules)
-    else:  # the autoencoder: plain convs and ReLUs, all int8
-        quantizer = XNNPACKQuantizer().set_global(config)
-    with torch.no_grad():
-        graph = torch.export.export(spec.module, spec.example_inputs(), strict=False).module()
-        graph = prepare_pt2e(graph, quantizer)
-        for args in calibration:
-            graph(*args)
-        graph = convert_pt2e(graph)
-        return torch.export.export(graph, spec.example_inputs(), strict=False)
+    name = "int8 (PT2E, XNNPACK)"
+
+    def __init__(self, int8_modules: frozenset[str] | None, calibration: list[tuple]):
+        self.int8_modules, self.calibration = int8_modules, calibration
+
+    def __call__(self, program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
+        if self.int8_modules is not None:  # a denoiser: the modules its family selects
+            quantizer = _modules_quantizer(config, self.int8_modules)
+        else:  # the autoencoder: plain convs and ReLUs, all int8
+            quantizer = XNNPACKQuantizer().set_global(config)
+        args, _ = program.example_inputs
+        with torch.no_grad():
+            graph = prepare_pt2e(program.module(), quantizer)
+            for batch in self.calibration or [args]:
+                graph(*batch)
+            return torch.export.export(convert_pt2e(graph), args, strict=False)
 
 
 def quantize_onnx_int8(src: Path, dst: Path) -> dict:

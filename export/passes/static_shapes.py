@@ -1,8 +1,8 @@
-"""Pass 1: trace a graph with ``torch.export`` at fixed shapes, and prove no dim is dynamic.
+"""Tracing a graph with ``torch.export`` at fixed shapes, and the guard that no dim is dynamic.
 
 Phones want static shapes (XNNPACK and CoreML plan memory ahead of time). ``torch.export``
-without ``dynamic_shapes`` specialises every dim; the guard catches a symbolic dim slipping
-in anyway (e.g. through a data-dependent op) before any backend sees it.
+without ``dynamic_shapes`` specialises every dim; :class:`CheckStatic` catches a symbolic dim
+slipping in anyway (e.g. through a data-dependent op) before any backend sees it.
 """
 
 from __future__ import annotations
@@ -14,20 +14,24 @@ from lrf_model.errors import LRFError
 from ..graphs import GraphSpec
 
 
-def assert_static(program: torch.export.ExportedProgram) -> None:
-    """Raise if any node's value carries a symbolic (dynamic) dimension."""
-    for node in program.graph.nodes:
-        val = node.meta.get("val")
-        vals = val if isinstance(val, (list, tuple)) else [val]
-        for v in vals:
-            if isinstance(v, torch.Tensor) and not all(isinstance(d, int) for d in v.shape):
-                raise LRFError(f"graph node '{node.name}' has a dynamic shape {tuple(v.shape)}; export needs static shapes")
-
-
-def export_static(spec: GraphSpec) -> torch.export.ExportedProgram:
-    """``torch.export`` of ``spec.module`` at the spec's example shapes, checked static."""
+def trace(spec: GraphSpec) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``spec.module`` at the spec's example shapes and dtypes: the one trace
+    of a graph that every pass and target of an export works from."""
     spec.module.eval()
     with torch.no_grad():
-        program = torch.export.export(spec.module, spec.example_inputs(), strict=False)
-    assert_static(program)
-    return program
+        return torch.export.export(spec.module, spec.example_inputs(), strict=False)
+
+
+class CheckStatic:
+    """Guard: raise if any node's value carries a symbolic (dynamic) dimension."""
+
+    name = "static shapes"
+
+    def __call__(self, program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+        for node in program.graph.nodes:
+            val = node.meta.get("val")
+            vals = val if isinstance(val, (list, tuple)) else [val]
+            for v in vals:
+                if isinstance(v, torch.Tensor) and not all(isinstance(d, int) for d in v.shape):
+                    raise LRFError(f"graph node '{node.name}' has a dynamic shape {tuple(v.shape)}; export needs static shapes")
+        return program

@@ -1,10 +1,10 @@
-"""Pass 2: unrolling. The recursion count R is fixed by the graph wrappers; for ``--graph fused``
-this pass also bakes the whole N-step Euler loop (schedule and CFG scale as constants) into
-one graph. Two checks make the promise of unrolling concrete:
+"""Unrolling. The recursion count R is fixed by the graph wrappers; for ``--graph fused`` the
+whole N-step Euler loop (schedule and CFG scale as constants) is baked into one graph. Two
+guards make the promise of unrolling concrete, on the program that is lowered:
 
-- :func:`assert_no_control_flow`: no higher-order ops (``cond``, ``while_loop``, ``map``...)
+- :class:`CheckNoControlFlow`: no higher-order ops (``cond``, ``while_loop``, ``map``...)
   remain, so every backend sees a straight-line program;
-- :func:`assert_weights_stored_once`: the program's stored tensors are the module's own
+- :class:`CheckWeightsStoredOnce`: the program's stored tensors are the module's own
   weights, once, however many times the loops apply them (file size independent of N and R).
 """
 
@@ -37,24 +37,45 @@ def fused_spec(denoiser: torch.nn.Module, ts: list[float], cfg: float, recursion
                      [TensorSpec("latent", lat, "float32")], int8_paths(graph, denoiser))
 
 
-def assert_no_control_flow(program: torch.export.ExportedProgram) -> None:
-    for node in program.graph.nodes:
-        if node.op == "call_function" and isinstance(node.target, torch._ops.HigherOrderOperator):
-            raise LRFError(f"graph still has control flow ({node.target.__name__} at '{node.name}'); it must be unrolled")
+class CheckNoControlFlow:
+    name = "no control flow"
+
+    def __call__(self, program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+        for node in program.graph.nodes:
+            if node.op == "call_function" and isinstance(node.target, torch._ops.HigherOrderOperator):
+                raise LRFError(f"graph still has control flow ({node.target.__name__} at '{node.name}'); it must be unrolled")
+        return program
+
+
+def used_tensors(program: torch.export.ExportedProgram) -> list[torch.Tensor]:
+    """The stored tensors (parameters, buffers, lifted constants) the graph reads. A quantized
+    program keeps the float originals of its folded int8 weights in its state dict, unused:
+    no backend stores those."""
+    sig = program.graph_signature
+    names = {**sig.inputs_to_parameters, **sig.inputs_to_buffers, **sig.inputs_to_lifted_tensor_constants}
+    stored = {**program.state_dict, **program.constants}
+    return [t for n in program.graph.nodes if n.op == "placeholder" and n.name in names and n.users
+            and isinstance(t := stored[names[n.name]], torch.Tensor)]
 
 
 def stored_bytes(program: torch.export.ExportedProgram) -> int:
-    """Bytes of distinct tensors the program stores (parameters, buffers, lifted constants)."""
-    seen, total = set(), 0
-    for t in list(program.state_dict.values()) + list(program.constants.values()):
-        if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in seen:
-            seen.add(t.untyped_storage().data_ptr())
-            total += t.untyped_storage().nbytes()
-    return total
+    """Bytes of the distinct tensors the program reads."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in used_tensors(program)}
+    return sum(storages.values())
 
 
-def assert_weights_stored_once(program: torch.export.ExportedProgram, module: torch.nn.Module) -> None:
-    own = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in list(module.parameters()) + list(module.buffers())}.values())
-    got = stored_bytes(program)
-    if got > own * 1.05 + 4096:
-        raise LRFError(f"unrolled graph stores {got} bytes of tensors for {own} bytes of weights; weights were duplicated")
+class CheckWeightsStoredOnce:
+    """Guard: the program stores no more than ``module``'s own weights (and 5% + 4 KiB of constants)."""
+
+    name = "weights stored once"
+
+    def __init__(self, module: torch.nn.Module):
+        tensors = {id(t): t for t in list(module.parameters()) + list(module.buffers())}
+        self.own = sum(t.untyped_storage().nbytes() for t in tensors.values())
+
+    def __call__(self, program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+        got = stored_bytes(program)
+        if got > self.own * 1.05 + 4096:
+            raise LRFError(f"unrolled graph stores {got} bytes of tensors for {self.own} bytes of weights; "
+                           "weights were duplicated")
+        return program

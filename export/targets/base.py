@@ -1,4 +1,5 @@
-"""What every target provides: lowering a :class:`GraphSpec` to a file, and a host runner.
+"""What every target provides: the passes its programs need, lowering a program to a file, and
+a host runner.
 
 A runner takes and returns numpy arrays keyed by the spec's names, so the parity gate, the
 sampler loop in ``lrf-run`` and the benchmarks are written once for every target.
@@ -13,7 +14,10 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import numpy as np
 
 if TYPE_CHECKING:  # runners must not import torch (see lrf_export.run)
+    import torch
+
     from ..graphs import GraphSpec
+    from ..passes import Pass
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -34,7 +38,13 @@ class Target(Protocol):
     class_dtype: str  # integer type of class_id on this target
     precisions: tuple[str, ...]
 
-    def lower(self, spec: GraphSpec, path: Path, precision: str, calibration: list[tuple] | None) -> Lowered: ...
+    def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list[Pass]:
+        """The program-to-program transformations this target applies before lowering."""
+        ...
+
+    def lower(self, program: torch.export.ExportedProgram, spec: GraphSpec, path: Path, precision: str) -> Lowered:
+        """Write the artifact for ``program`` (the output of :meth:`passes`, checked by the guards)."""
+        ...
 
     def runner(self, path: Path, inputs: list[dict], outputs: list[dict], threads: int | None = None) -> Runner | None:
         """A host runner, or None where this host cannot execute the format (CoreML on Linux).

@@ -1,7 +1,7 @@
 """CoreML (.mlpackage, ML Program, iOS 17+, fp16 compute) from the ExportedProgram.
 
-Conversion goes through ``run_decompositions({})`` of the ExportedProgram (converting a
-``torch.jit.trace`` fails with numpy 2.x). ``class_id`` is int32 on CoreML. Core ML cannot
+Conversion reads the decomposed ExportedProgram (:class:`passes.decompose.Decompose`).
+``class_id`` is int32 on CoreML: the exporter traces its graphs with that dtype. Core ML cannot
 execute on Linux, so here the runner is None and the parity gate validates the spec
 structurally; on macOS ``runner`` returns a real ``predict``-based runner.
 """
@@ -55,14 +55,15 @@ class CoreMLTarget:
     class_dtype = "int32"
     precisions = ("fp16", "int8")
 
-    def lower(self, spec: GraphSpec, path: Path, precision: str, calibration: list[tuple] | None) -> Lowered:
+    def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list:
+        from ..passes.decompose import Decompose
+
+        return [Decompose()]  # INT8 works on the converted model (coremltools.optimize), after conversion
+
+    def lower(self, program, spec: GraphSpec, path: Path, precision: str) -> Lowered:
         import coremltools as ct
 
-        from ..passes.static_shapes import export_static
-
         t0 = time.perf_counter()
-        spec = spec.with_class_dtype(self.class_dtype)
-        program = export_static(spec).run_decompositions({})
         np_dtypes = {"float32": np.float32, "int32": np.int32}
         with warnings.catch_warnings(), _without_converter_bars():
             warnings.simplefilter("ignore")

@@ -74,20 +74,19 @@ class ExecuTorchTarget:
     class_dtype = "int64"
     precisions = ("fp32", "int8")
 
-    def lower(self, spec: GraphSpec, path: Path, precision: str, calibration: list[tuple] | None) -> Lowered:
+    def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list:
+        from ..passes.quantize import QuantizePT2E
+
+        return [QuantizePT2E(spec.int8_modules, calibration)] if precision == "int8" else []
+
+    def lower(self, program, spec: GraphSpec, path: Path, precision: str) -> Lowered:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        from ..passes.static_shapes import export_static
+        from ..passes.quantize import program_coverage
 
         t0 = time.perf_counter()
-        program = export_static(spec)
-        coverage = None
-        if precision == "int8":
-            from ..passes.quantize import program_coverage, quantize_pt2e_xnnpack
-
-            program = quantize_pt2e_xnnpack(spec, calibration or [spec.example_inputs()])
-            coverage = program_coverage(program)
+        coverage = program_coverage(program) if precision == "int8" else None
         edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
         report = partition_report(edge.exported_program())
         if coverage is not None:

@@ -48,14 +48,14 @@ class OnnxTarget:
     class_dtype = "int64"
     precisions = ("fp32", "int8")
 
-    def lower(self, spec: GraphSpec, path: Path, precision: str, calibration: list[tuple] | None) -> Lowered:
+    def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list:
+        return []  # INT8 works on the ONNX file (onnxruntime.quantization), after conversion
+
+    def lower(self, program, spec: GraphSpec, path: Path, precision: str) -> Lowered:
         import onnx
         import torch
 
-        from ..passes.static_shapes import export_static
-
         t0 = time.perf_counter()
-        program = export_static(spec)
         fp32_path = path.with_suffix(".fp32.onnx") if precision == "int8" else path
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         with warnings.catch_warnings():

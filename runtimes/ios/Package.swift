@@ -9,9 +9,14 @@ var products: [Product] = [
 ]
 
 var targets: [Target] = [
-    // Pure Swift + Foundation; the Core ML, CryptoKit, CoreGraphics and Mach parts are behind
-    // `#if canImport(...)`, so the manifest, noise, .npy, schedule and loop also build on Linux.
-    .target(name: "LRFRuntime", path: "Sources/LRFRuntime"),
+    // Swift + Foundation; the Core ML, CoreGraphics and Mach parts are behind `#if canImport(...)`,
+    // so the manifest, noise, .npy, schedule and loop also build on Linux, where swift-crypto
+    // stands in for CryptoKit (SHA-256 of bundle files).
+    .target(
+        name: "LRFRuntime",
+        dependencies: [.product(name: "Crypto", package: "swift-crypto", condition: .when(platforms: [.linux]))],
+        path: "Sources/LRFRuntime"
+    ),
     .testTarget(
         name: "LRFRuntimeTests",
         dependencies: ["LRFRuntime"],
@@ -32,5 +37,6 @@ let package = Package(
     name: "LRFRuntime",
     platforms: [.iOS(.v17), .macOS(.v14)],
     products: products,
+    dependencies: [.package(url: "https://github.com/apple/swift-crypto.git", "3.0.0"..<"5.0.0")],
     targets: targets
 )

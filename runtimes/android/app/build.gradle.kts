@@ -57,6 +57,11 @@ android {
         targetCompatibility = JavaVersion.VERSION_17
     }
 
+    buildFeatures {
+        // Native packages from AARs (the openssl module: libcrypto for the bundle's sha256 check).
+        prefab = true
+    }
+
     androidResources {
         // The bundle is copied out of the APK once; keep .pte/.npy uncompressed so that copy is cheap.
         noCompress += listOf("pte", "npy")
@@ -65,4 +70,5 @@ android {
 
 dependencies {
     implementation(libs.kotlinx.coroutines.android)
+    implementation(libs.ndk.openssl)
 }

@@ -23,7 +23,7 @@ public struct TensorSpec: Codable, Equatable, Sendable {
 /// (with `verify`) every file listed under `files` exists and matches its sha256, files inside
 /// the `.mlpackage` directories included. Nothing else reads a byte of a bundle before that.
 public struct Manifest: Codable, Sendable {
-    /// `export/bundle.py:SCHEMA_VERSION`.
+    /// `export/schema/manifest.schema.json` (tests/test_schema.py checks this copy).
     public static let schemaVersion = 2
     /// `export/bundle.py:MANIFEST`.
     public static let fileName = "manifest.json"

@@ -8,7 +8,7 @@ final class ManifestTests: XCTestCase {
     func testLoadsAndVerifiesSyntheticBundle() throws {
         let root = try SyntheticBundle.make()
         let manifest = try Manifest.load(from: root)
-        XCTAssertEqual(manifest.schemaVersion, 2)
+        XCTAssertEqual(manifest.schemaVersion, Manifest.schemaVersion)
         XCTAssertEqual(manifest.classNames, ["airplane", "cat"])
         XCTAssertEqual(manifest.sampler.offeredSteps, [1, 2, 3])
         XCTAssertEqual(manifest.sampler.schedules["3"], SyntheticBundle.schedule3)

@@ -88,7 +88,7 @@ enum SyntheticBundle {
         ]
         let testVectors: [String: Any] = ["trajectory": trajectory, "steps": [[String: String]]()]
         var manifest: [String: Any] = [:]
-        manifest["schema_version"] = 2
+        manifest["schema_version"] = Manifest.schemaVersion
         manifest["model"] = ["name": "synthetic"]
         manifest["class_names"] = ["airplane", "cat"]
         manifest["null_class"] = 2

@@ -12,7 +12,7 @@
 
 namespace lrf {
 
-constexpr int kSchemaVersion = 2;  // lrf_export.bundle.SCHEMA_VERSION
+constexpr int kSchemaVersion = 2;  // export/schema/manifest.schema.json (tests/test_schema.py checks it)
 
 struct TensorSpec {
   std::string name;

@@ -12,7 +12,7 @@ family to family, is a :class:`Family`.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -48,7 +48,7 @@ class Family:
     recursive: bool = False
     conditioning: tuple[str, ...] = ("class_id",)
     state: tuple[str, ...] = ()
-    resume_keys: tuple[str, ...] = field(default=())  # lrf-train flags a resumed run must keep
+    resume_keys: tuple[str, ...] = ()  # lrf-train flags a resumed run must keep
 
     def build(self, **config) -> ModelMixin:
         return self.model_class(**config)

@@ -93,12 +93,14 @@ Manifest load_manifest(const std::filesystem::path& root, bool verify) {
     throw Error(path.string() + " is corrupt (" + std::string(e.what()) + "); re-export the bundle");
   }
   const json& j = m.raw;
-  const int schema = j.value("schema_version", -1);
+  if (!j.is_object()) throw Error(path.string() + " is not a JSON object; re-export the bundle");
+  const json& version = j.contains("schema_version") ? j["schema_version"] : json();
+  const int schema = version.is_number_integer() ? version.get<int>() : -1;
   if (schema != kSchemaVersion)
     throw Error(path.string() + ": schema version " + std::to_string(schema) + " is not " +
                 std::to_string(kSchemaVersion) + "; re-export the bundle with this lrf-export");
-  if (verify) verify_files(root, j.at("files"));
   try {
+    if (verify) verify_files(root, j.at("files"));
     m.model_name = j.at("model").at("name").get<std::string>();
     m.target = j.at("target").get<std::string>();
     m.precision = j.at("precision").get<std::string>();
@@ -106,7 +108,11 @@ Manifest load_manifest(const std::filesystem::path& root, bool verify) {
     const json& s = j.at("sampler");
     m.graph = s.at("graph").get<std::string>();
     m.steps = s.at("steps").get<int>();
-    for (const auto& [n, ts] : s.at("schedules").items()) m.schedules[std::stoi(n)] = ts.get<std::vector<double>>();
+    for (const auto& [n, ts] : s.at("schedules").items()) {
+      if (n.empty() || n.size() > 6 || n.find_first_not_of("0123456789") != std::string::npos)
+        throw Error(path.string() + ": sampler.schedules has a key '" + n + "' that is not a step count; re-export the bundle");
+      m.schedules[std::stoi(n)] = ts.get<std::vector<double>>();
+    }
     m.cfg = s.at("cfg").get<double>();
     m.latent_shape = j.at("latent").at("shape").get<std::vector<int64_t>>();
     m.image_shape = j.at("image").at("shape").get<std::vector<int64_t>>();

@@ -24,13 +24,16 @@ size_t NpyArray::numel() const {
 std::vector<float> NpyArray::floats() const {
   if (dtype != "float32") throw Error("expected a float32 test vector, got " + dtype + "; re-export the bundle");
   std::vector<float> out(numel());
-  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  if (!out.empty()) std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));  // empty: data() may be null
   return out;
 }
 
 std::vector<int64_t> NpyArray::ints() const {
   std::vector<int64_t> out(numel());
-  if (dtype == "int64") {
+  if (out.empty()) {
+    if (dtype != "int64" && dtype != "int32")
+      throw Error("expected an integer test vector, got " + dtype + "; re-export the bundle");
+  } else if (dtype == "int64") {
     std::memcpy(out.data(), bytes.data(), out.size() * sizeof(int64_t));
   } else if (dtype == "int32") {
     std::vector<int32_t> narrow(numel());
@@ -60,6 +63,7 @@ NpyArray read_npy(const std::filesystem::path& path) {
   } else {
     bad(path, "unknown .npy version " + std::to_string(major));
   }
+  if (header_len > (1u << 16)) bad(path, "implausible header length " + std::to_string(header_len));
   std::string header(header_len, '\0');
   if (!in.read(header.data(), header_len)) bad(path, "truncated header");
 
@@ -75,10 +79,23 @@ NpyArray read_npy(const std::filesystem::path& path) {
   if (!std::regex_search(header, m, std::regex("'shape':\\s*\\(([^)]*)\\)"))) bad(path, "no shape");
   const std::string dims = m[1].str();
   const std::regex number("\\d+");
-  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it)
+  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) {
+    if (it->str().size() > 12) bad(path, "implausible dimension " + it->str());
     a.shape.push_back(std::stoll(it->str()));
+  }
 
+  // The data must be in the file: check its size before allocating what the header claims.
   const size_t item = a.dtype == "int64" ? 8 : 4;
+  const auto data_start = in.tellg();
+  in.seekg(0, std::ios::end);
+  const auto available = static_cast<uint64_t>(in.tellg() - data_start);
+  in.seekg(data_start);
+  uint64_t need = item;
+  for (int64_t d : a.shape) {
+    if (d > 0 && need > available / static_cast<uint64_t>(d)) bad(path, "truncated data");
+    need *= static_cast<uint64_t>(d);
+  }
+  if (need > available) bad(path, "truncated data");
   a.bytes.resize(a.numel() * item);
   if (!in.read(reinterpret_cast<char*>(a.bytes.data()), static_cast<std::streamsize>(a.bytes.size())))
     bad(path, "truncated data");

@@ -1,0 +1,43 @@
+"""lrf-native's readers of untrusted bundle files under libFuzzer + AddressSanitizer + UBSan
+for 60 seconds (runtimes/native/fuzz/fuzz_readers.cpp), seeded with a real bundle's manifest and
+test vectors: every input must end in a one-line lrf::Error or a normal return."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .test_native import NATIVE
+
+FUZZ_SECONDS = 60
+
+
+@pytest.mark.slow
+def test_readers_survive_libfuzzer(tiny_bundle, tmp_path):
+    clang = shutil.which("clang++")
+    if clang is None or shutil.which("cmake") is None:
+        pytest.skip("clang++ (libFuzzer) or cmake is not installed: apt-get install clang cmake")
+    import executorch
+
+    build = tmp_path / "build"
+    subprocess.run(["cmake", "-S", str(NATIVE), "-B", str(build), f"-DCMAKE_CXX_COMPILER={clang}", "-DLRF_NATIVE_FUZZ=ON",
+                    "-DLRF_NATIVE_CLI=OFF", f"-DEXECUTORCH_ROOT={executorch.__path__[0]}",
+                    f"-DPython3_EXECUTABLE={sys.executable}"], check=True, capture_output=True, text=True)
+    subprocess.run(["cmake", "--build", str(build), "--target", "lrf-fuzz-readers", "-j2"],
+                   check=True, capture_output=True, text=True)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    bundle = tiny_bundle("onnx").path
+    (corpus / "manifest").write_bytes(b"\x00" + (bundle / "manifest.json").read_bytes())
+    for i, npy in enumerate(sorted((bundle / "test_vectors").glob("*.npy"))):
+        (corpus / f"npy{i}").write_bytes(b"\x01" + npy.read_bytes())
+    r = subprocess.run([str(build / "lrf-fuzz-readers"), f"-max_total_time={FUZZ_SECONDS}", "-rss_limit_mb=2048",
+                        "-print_final_stats=1", str(corpus)], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=FUZZ_SECONDS + 120)
+    report = r.stderr[-3000:]
+    assert r.returncode == 0 and "ERROR" not in r.stderr, report
+    runs = int(next(line.split()[-1] for line in r.stderr.splitlines() if "number_of_executed_units" in line))
+    assert runs > 1000, report

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from lrf_model.classes import class_index
-from lrf_model.errors import LRFError, cli_errors
+from lrf_model.errors import LRFError, cli_errors, first_line
 from lrf_model.noise import noise_array
 
 from .bundle import load_manifest
@@ -26,8 +26,8 @@ from .targets import get_target
 
 
 def _gist(e: BaseException) -> str:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {first[:160]}" if first else type(e).__name__
+    first = first_line(e)
+    return type(e).__name__ if first == type(e).__name__ else f"{type(e).__name__}: {first[:160]}"
 
 
 class BundleRuntime:

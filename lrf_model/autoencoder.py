@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderTiny
 
-from .errors import ConfigError, LRFError
+from .errors import ConfigError, LRFError, first_line
 
 TAESD_HUB_ID = "madebyollin/taesd"
 
@@ -69,7 +69,7 @@ def load_autoencoder(source: str | Path) -> AutoencoderTiny:
     try:
         ae = AutoencoderTiny.from_pretrained(str(source), low_cpu_mem_usage=False)  # no accelerate needed
     except (OSError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise LRFError(f"cannot load autoencoder from {source}: {first}") from None
     return ae.eval().requires_grad_(False)
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from .errors import LRFError
+from .errors import LRFError, first_line
 
 # Per-channel mean/std of the CIFAR-10 training set on the [0, 1] scale.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -122,6 +122,6 @@ def load_classifier(path: str | Path | None = None) -> CIFARClassifier:
     except LRFError:
         raise
     except Exception as e:  # diffusers/safetensors/json raise many types; keep the gist
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise LRFError(f"cannot load the classifier from {path}: {msg[:160]}; re-train it with lrf-train-classifier") from None
     return model.eval().requires_grad_(False)

@@ -22,6 +22,12 @@ class ConfigError(LRFError, ValueError):
     """A configuration field has an invalid value."""
 
 
+def first_line(e: BaseException) -> str:
+    """The gist of a library's exception for a one-line message: its first line, or its type."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def cli_errors(main: F) -> F:
     """Wrap a console-script entry point so that LRFError prints one line and exits 2."""
 

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .errors import LRFError
+from .errors import LRFError, first_line
 
 PRECISIONS = ("auto", "fp32", "bf16")
 STATE_FILE = "training_state.safetensors"
@@ -306,7 +306,7 @@ def restore_training_state(
         for name, g in (generators or {}).items():
             g.set_state(tensors[f"rng.{name}"].cpu())
     except (KeyError, RuntimeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise LRFError(f"the training state does not match this run's settings ({first[:120]}); "
                        "resume with the arguments it was started with, or start a new --out") from None
     return int(meta["step"])

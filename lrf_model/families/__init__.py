@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import LRFError
+from ..errors import LRFError, first_line
 from .base import Family
 from .lrf import LRF
 from .unet2d import UNET2D
@@ -80,7 +80,7 @@ def load_denoiser(path: str | Path) -> torch.nn.Module:
     except LRFError:
         raise
     except Exception as e:  # diffusers/safetensors raise many types; keep only the gist
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         if "size mismatch" in str(e) or "Missing key" in str(e) or "Unexpected key" in str(e) or "shape" in str(e):
             raise LRFError(f"{path}: config.json does not match the weights ({msg[:160]}); use the config saved with them") from None
         raise LRFError(f"cannot load denoiser weights from {weights}: {msg[:160]}; the file is corrupt, re-download or re-train") from None

@@ -6,8 +6,13 @@
                        named inputs/outputs, test-vector index, sha256 of every file, tool versions
     step.<ext>         (or fused.<ext>) the denoising graph
     decoder.<ext>, encoder.<ext>
-    test_vectors/*.npy reference inputs/outputs from the PyTorch model
+    test_vectors/*.bin reference tensors from the PyTorch model: raw little-endian, C order, each
+                       described by the manifest's ``tensors`` (dtype, shape) and hashed in ``files``
     parity.json        the parity gate's report
+
+Tensors are raw bytes rather than ``.npy``: the manifest already says each one's dtype and shape
+and hashes its bytes, so every language reads one with a few lines (size check, then a view)
+instead of parsing a second header format.
 
 The manifest's one definition is ``schema/manifest.schema.json`` (JSON Schema): every manifest
 is validated against it when written and when loaded, and its ``schema_version`` is the one
@@ -74,19 +79,31 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
-def save_array(root: Path, rel: str, array: np.ndarray) -> str:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, np.ascontiguousarray(array))
-    return rel
+TENSOR_DTYPES = {"float32": "<f4", "int32": "<i4", "uint8": "u1"}
 
 
-def load_array(root: Path, rel: str) -> np.ndarray:
-    """A test vector; a damaged or missing one is a one-line error."""
-    try:
-        return np.load(root / rel, allow_pickle=False)
-    except Exception as e:  # numpy raises ValueError, SyntaxError, TokenError, EOFError... on a bad header
-        raise LRFError(f"bundle file {rel} is not a readable .npy ({type(e).__name__}); re-export the bundle") from None
+def save_tensor(root: Path, name: str, array: np.ndarray) -> dict:
+    """Write ``array`` as ``test_vectors/<name>.bin``; returns its manifest tensor spec."""
+    dtype = str(array.dtype)
+    if dtype not in TENSOR_DTYPES:
+        raise ValueError(f"tensor {name} has dtype {dtype}; bundles hold {', '.join(TENSOR_DTYPES)}")
+    rel = f"test_vectors/{name}.bin"
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    np.ascontiguousarray(array, dtype=TENSOR_DTYPES[dtype]).tofile(root / rel)
+    return {"file": rel, "dtype": dtype, "shape": list(array.shape)}
+
+
+def load_tensor(root: Path, spec: dict) -> np.ndarray:
+    """A bundle tensor from its spec; a missing or wrong-size file is a one-line error."""
+    path = root / spec["file"]
+    dtype = np.dtype(TENSOR_DTYPES[spec["dtype"]])
+    want = int(np.prod(spec["shape"])) * dtype.itemsize
+    got = path.stat().st_size if path.is_file() else None
+    if got != want:
+        have = "is missing" if got is None else f"holds {got} bytes"
+        raise LRFError(f"bundle tensor {spec['file']} {have}, its spec {spec['dtype']}{spec['shape']} needs {want}; "
+                       "re-export the bundle")
+    return np.fromfile(path, dtype=dtype).astype(spec["dtype"]).reshape(spec["shape"])
 
 
 def schema_problem(manifest: object) -> str | None:

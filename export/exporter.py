@@ -1,4 +1,4 @@
-"""Orchestration of one export: passes -> artifacts -> test vectors -> manifest -> parity.
+"""Orchestration of one export: passes -> artifacts -> plan + test vectors + checks -> manifest -> parity.
 
 The exporter owns no model arithmetic: graphs come from :mod:`lrf_export.graphs` (wrapping
 the reference modules), the schedule from :func:`lrf_model.sampling.schedule`, lowering
@@ -25,7 +25,8 @@ from .bundle import staged_directory, write_manifest
 from .graphs import GraphSpec, decoder_spec, encoder_spec, step_spec
 from .parity import TOLERANCES, check_bundle, gate_ok
 from .passes import Pass, run_passes
-from .passes.static_shapes import CheckStatic, trace
+from .passes.static_shapes import CheckSignature, CheckStatic, trace
+from .plan import build_plan
 from .passes.unroll import CheckNoControlFlow, CheckWeightsStoredOnce, fused_spec
 from .targets import Target, get_target, precision_for
 
@@ -110,23 +111,21 @@ def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> lis
 
 
 class Traces:
-    """Each graph traced once per class-id dtype (int64: ExecuTorch and ONNX; int32: Core ML),
-    on first use; every target's passes start from a copy of these programs (ExecuTorch's
-    lowering edits the program it is given in place)."""
+    """Each graph traced once, on first use; every target's passes start from a copy of that
+    program (ExecuTorch's lowering edits the program it is given in place)."""
 
     def __init__(self, specs: dict[str, GraphSpec]):
         self.specs, self._programs = specs, {}
 
-    def get(self, kind: str, class_dtype: str):
-        spec = self.specs[kind].with_class_dtype(class_dtype)
-        if (kind, class_dtype) not in self._programs:
-            self._programs[kind, class_dtype] = trace(spec)
-        return spec, copy.deepcopy(self._programs[kind, class_dtype])
+    def get(self, kind: str):
+        if kind not in self._programs:
+            self._programs[kind] = trace(self.specs[kind])
+        return copy.deepcopy(self._programs[kind])
 
 
 def guards(spec: GraphSpec) -> list[Pass]:
     """The checks every lowered program passes, run on that program (after the target's passes)."""
-    return [CheckStatic(), CheckNoControlFlow(), CheckWeightsStoredOnce(spec.module)]
+    return [CheckSignature(spec), CheckStatic(), CheckNoControlFlow(), CheckWeightsStoredOnce(spec.module)]
 
 
 def _export_one(target: Target, precision: str, traces: Traces, ref, calib, pipe: LRFPipeline,
@@ -137,7 +136,8 @@ def _export_one(target: Target, precision: str, traces: Traces, ref, calib, pipe
         artifacts = {}
         for kind in traces.specs:
             task = progress.add_task(f"{target.name}:{kind} lower ({precision})", total=None) if progress else None
-            spec_t, program = traces.get(kind, target.class_dtype)
+            spec_t = traces.specs[kind].with_pixel_dtype(target.pixel_dtype)
+            program = traces.get(kind)
             program = run_passes(program, target.passes(spec_t, precision, calib.get(kind)) + guards(spec_t))
             file = f"{kind}{target.suffix}"
             lowered = target.lower(program, spec_t, tmp / file, precision)
@@ -151,6 +151,10 @@ def _export_one(target: Target, precision: str, traces: Traces, ref, calib, pipe
             if progress:
                 progress.update(task, total=1, completed=1, description=f"{target.name}:{kind} lowered in {lowered.seconds:.1f}s")
         den, ae = pipe.denoiser, pipe.autoencoder
+        specs = {kind: spec.with_pixel_dtype(target.pixel_dtype) for kind, spec in traces.specs.items()}
+        plan = build_plan(specs[opts.graph], specs["decoder"], opts.steps, cfg)
+        tensors, checks = test_vectors.write(tmp, ref, plan, TOLERANCES[precision])
+        pixels = specs["decoder"].outputs[0]
         manifest = {
             "model": {"name": model_name(ckpt), "family": pipe.family.describe(), "denoiser": dict(_public(den.config)),
                       "autoencoder": dict(_public(ae.config))},
@@ -165,12 +169,14 @@ def _export_one(target: Target, precision: str, traces: Traces, ref, calib, pipe
             "latent": {"shape": [1, *pipe.latent_shape],
                        "scaling_factor": ae.config.scaling_factor, "shift_factor": ae.config.shift_factor,
                        "note": "artifacts take and return model-space latents; the decoder un-scales inside"},
-            "image": {"shape": list(traces.specs["decoder"].outputs[0].shape), "range": [-1.0, 1.0],
-                      "to_uint8": "round((clip(x, -1, 1) + 1) * 127.5)"},
+            "image": {"shape": list(pixels.shape), "dtype": pixels.dtype, "layout": "NHWC, 8-bit RGB",
+                      "note": "the decoder outputs pixels: round((clip(x, -1, 1) + 1) * 127.5) inside the graph"},
             "noise": {"generator": "lowbias32 counter hash + Box-Muller (lrf_model.sampling.portable_noise)",
                       "seed_salt": SEED_SALT, "per_image_seed": True},
             "artifacts": artifacts,
-            "test_vectors": test_vectors.write(tmp, ref),
+            "plan": plan,
+            "tensors": tensors,
+            "checks": checks,
         }
         write_manifest(tmp, manifest)
         task = progress.add_task(f"{target.name}: parity gate", total=None) if progress else None

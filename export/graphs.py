@@ -7,10 +7,14 @@ Each graph is a small ``nn.Module`` wrapper plus its named inputs/outputs, decla
   It calls :func:`lrf_model.sampling.guided_step`, the function the PyTorch sampler uses.
 - ``fused``: the whole N-step sampler with the schedule and CFG scale baked in,
   ``(noise, class_id) -> latent`` (see :mod:`lrf_export.passes.unroll`).
-- ``decoder``: model-space latent -> image in [-1, 1] (latent un-scaling and clamp inside).
-- ``encoder``: image in [-1, 1] -> model-space latent (for editing).
+- ``decoder``: model-space latent -> 8-bit RGB ``pixels`` (1, H, W, 3): latent un-scaling and the
+  one pixel formula (:func:`lrf_model.data.to_pixels`) inside, so no runtime converts pixels.
+- ``encoder``: 8-bit RGB ``pixels`` -> model-space latent (for editing).
 
-The recursion count R is fixed at construction, so tracing unrolls it.
+``class_id`` is int32 and pixels are uint8 in every traced program, so each graph is traced once;
+a target without uint8 tensors (Core ML multiarrays) declares ``pixel_dtype = "int32"`` and a pass
+retypes the pixel tensors (same values). The recursion count R is fixed at construction, so
+tracing unrolls it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from diffusers import AutoencoderTiny
 
 from lrf_model.autoencoder import downsample_factor, from_model_space, to_model_space
+from lrf_model.data import from_pixels, to_pixels
 from lrf_model.families import family_of
 from lrf_model.families import latent_shape as family_latent_shape
 from lrf_model.sampling import guided_step
@@ -30,10 +35,10 @@ from lrf_model.sampling import guided_step
 class TensorSpec:
     name: str
     shape: tuple[int, ...]
-    dtype: str  # numpy dtype name: float32 | int64 | int32
+    dtype: str  # numpy dtype name: float32 | int32 | uint8
 
     def example(self, fill: float = 0.5) -> torch.Tensor:
-        if self.dtype.startswith("int"):
+        if self.dtype != "float32":
             return torch.zeros(self.shape, dtype=getattr(torch, self.dtype))
         return torch.full(self.shape, fill, dtype=torch.float32)
 
@@ -55,10 +60,12 @@ class GraphSpec:
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
         return tuple(spec.example() for spec in self.inputs)
 
-    def with_class_dtype(self, dtype: str) -> "GraphSpec":
-        """Same graph with ``class_id`` in another integer type (CoreML takes int32)."""
-        inputs = [TensorSpec(s.name, s.shape, dtype) if s.name == "class_id" else s for s in self.inputs]
-        return GraphSpec(self.kind, self.module, inputs, self.outputs, self.int8_modules)
+    def with_pixel_dtype(self, dtype: str) -> "GraphSpec":
+        """Same graph with its uint8 pixel tensors declared as ``dtype`` (a target's ``pixel_dtype``)."""
+        def retype(specs: list[TensorSpec]) -> list[TensorSpec]:
+            return [TensorSpec(s.name, s.shape, dtype) if s.dtype == "uint8" else s for s in specs]
+
+        return GraphSpec(self.kind, self.module, retype(self.inputs), retype(self.outputs), self.int8_modules)
 
 
 class GuidedStepGraph(torch.nn.Module):
@@ -82,7 +89,7 @@ class DecoderGraph(torch.nn.Module):
         self.autoencoder = autoencoder
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.autoencoder.decode(from_model_space(self.autoencoder, latent)).sample.clamp(-1, 1)
+        return to_pixels(self.autoencoder.decode(from_model_space(self.autoencoder, latent)).sample)  # (1, H, W, 3)
 
 
 class EncoderGraph(torch.nn.Module):
@@ -90,8 +97,8 @@ class EncoderGraph(torch.nn.Module):
         super().__init__()
         self.autoencoder = autoencoder
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return to_model_space(self.autoencoder, self.autoencoder.encode(image).latents)
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return to_model_space(self.autoencoder, self.autoencoder.encode(from_pixels(pixels)).latents)
 
 
 def int8_paths(graph: torch.nn.Module, denoiser: torch.nn.Module) -> frozenset[str]:
@@ -111,22 +118,22 @@ def step_spec(denoiser: torch.nn.Module, recursions: int, batch: int = 1) -> Gra
         "step",
         graph,
         [TensorSpec("latent", lat, "float32"), TensorSpec("t", (batch,), "float32"), TensorSpec("dt", (batch,), "float32"),
-         TensorSpec("class_id", (batch,), "int64"), TensorSpec("cfg", (batch,), "float32")],
+         TensorSpec("class_id", (batch,), "int32"), TensorSpec("cfg", (batch,), "float32")],
         [TensorSpec("next_latent", lat, "float32")],
         int8_paths(graph, denoiser),
     )
 
 
-def image_shape(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> tuple[int, int, int, int]:
+def pixels_shape(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> tuple[int, int, int, int]:
     side = denoiser.config.latent_size * downsample_factor(autoencoder)
-    return (batch, 3, side, side)
+    return (batch, side, side, 3)
 
 
 def decoder_spec(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
     return GraphSpec("decoder", DecoderGraph(autoencoder), [TensorSpec("latent", latent_shape(denoiser, batch), "float32")],
-                     [TensorSpec("image", image_shape(denoiser, autoencoder, batch), "float32")])
+                     [TensorSpec("pixels", pixels_shape(denoiser, autoencoder, batch), "uint8")])
 
 
 def encoder_spec(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
-    return GraphSpec("encoder", EncoderGraph(autoencoder), [TensorSpec("image", image_shape(denoiser, autoencoder, batch), "float32")],
+    return GraphSpec("encoder", EncoderGraph(autoencoder), [TensorSpec("pixels", pixels_shape(denoiser, autoencoder, batch), "uint8")],
                      [TensorSpec("latent", latent_shape(denoiser, batch), "float32")])

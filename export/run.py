@@ -1,10 +1,11 @@
-"""Run a bundle on the host: the one sampler loop every Python-side runtime uses.
+"""Run a bundle on the host: the one plan executor every Python-side runtime uses.
 
 ``BundleRuntime`` reads the manifest (verified), opens each artifact with its target's host
-runner, and loops over the manifest's schedule (step graph) or calls the fused graph. The
-parity gate, ``lrf-run`` and the benchmarks all go through it, so the loop exists once.
-It imports no torch: an ONNX bundle runs in a process holding only NumPy and ONNX Runtime,
-which is what the memory benchmark measures.
+runner, and executes the manifest's plan (:mod:`lrf_export.plan`): start state, loop, end. It
+names no graph input or output of its own: every feed comes from the plan. The parity gate,
+``lrf-run``, ``lrf-eval`` and the benchmarks all go through it, so the loop exists once in
+Python. It imports no torch: an ONNX bundle runs in a process holding only NumPy and ONNX
+Runtime, which is what the memory benchmark measures.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from lrf_model.noise import noise_array
 
 from .bundle import load_manifest
 from .targets import get_target
+
+StepCallback = Callable[[int, dict[str, np.ndarray], float], None]
 
 
 def _gist(e: BaseException) -> str:
@@ -50,78 +53,107 @@ class BundleRuntime:
                                "the bundle is damaged, re-export or re-copy it") from None
         self.executable = all(r is not None for r in self.runners.values())
 
-    def run(self, kind: str, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
-        """Output ``output`` of artifact ``kind`` on ``feeds``."""
-        runner = self._require(kind)
+    def run(self, graph: str, feeds: dict[str, np.ndarray | float | int]) -> dict[str, np.ndarray]:
+        """Every output of artifact ``graph`` on ``feeds`` (by input name; each cast to the
+        declared dtype and shape, so a scalar may stand for a one-element input)."""
+        runner = self._require(graph)
+        art = self.manifest["artifacts"][graph]
         try:
-            return runner(feeds)[output]
+            arrays = {i["name"]: np.asarray(feeds[i["name"]], dtype=i["dtype"]).reshape(i["shape"]) for i in art["inputs"]}
+        except KeyError as e:
+            raise LRFError(f"the {graph} artifact takes an input {e} that the plan does not feed; re-export the bundle") from None
+        except ValueError as e:
+            raise LRFError(f"a feed of the {graph} artifact does not fit its declared shape ({first_line(e)}); "
+                           "pass a tensor of the manifest's shape") from None
+        try:
+            return runner(arrays)
         except Exception as e:  # a manifest whose names, shapes or dtypes do not fit the artifact
-            raise LRFError(f"the {kind} artifact failed on {self.manifest['target']} ({_gist(e)}); "
+            raise LRFError(f"the {graph} artifact failed on {self.manifest['target']} ({_gist(e)}); "
                            "the bundle is damaged or inconsistent, re-export it") from None
 
     @property
-    def sampler(self) -> dict:
-        return self.manifest["sampler"]
+    def plan(self) -> dict:
+        return self.manifest["plan"]
 
-    def class_index(self, name_or_index: str | int) -> int:
-        return class_index(self.manifest["class_names"], name_or_index)
-
-    def _require(self, kind: str):
-        runner = self.runners.get(kind)
+    def _require(self, graph: str):
+        if graph not in self.runners:
+            raise LRFError(f"the plan runs a {graph} graph the bundle does not hold; re-export the bundle")
+        runner = self.runners[graph]
         if runner is None:
-            raise LRFError(f"this host cannot execute the {self.manifest['target']} {kind} artifact "
+            raise LRFError(f"this host cannot execute the {self.manifest['target']} {graph} artifact "
                            "(Core ML runs on macOS/iOS only)")
         return runner
 
-    def schedule(self, steps: int | None = None) -> list[float]:
-        """The manifest's schedule for ``steps`` (default: the bundle's own step count)."""
-        s = self.sampler
-        if steps is None or steps == s["steps"]:
-            return s["schedule"]
-        if str(steps) not in s["schedules"]:
-            raise LRFError(f"this bundle offers steps {', '.join(s['schedules'])}, not {steps}; "
-                           "pick one of those or re-export with --steps")
-        return s["schedules"][str(steps)]
+    def inputs(self, given: dict[str, object] | None = None) -> dict[str, object]:
+        """The plan's inputs: ``given`` (by name; a class by name or index) checked, the rest defaulted."""
+        given = dict(given or {})
+        values: dict[str, object] = {}
+        for spec in self.plan["inputs"]:
+            name, kind = spec["name"], spec["kind"]
+            value = given.pop(name, None)
+            value = spec["default"] if value is None else value
+            if kind == "class":
+                value = class_index(self.manifest["class_names"], value)
+            elif kind == "seed":
+                if not isinstance(value, (int, np.integer)) or not 0 <= value < 2**32:
+                    raise LRFError(f"seed {value!r} is invalid; use an integer in 0..4294967295")
+            elif kind == "steps":
+                offered = self.manifest["sampler"]["schedules"]
+                if str(value) not in offered:
+                    raise LRFError(f"this bundle offers steps {', '.join(offered)}, not {value}; "
+                                   "pick one of those or re-export with --steps")
+            values[name] = value
+        if given:
+            raise LRFError(f"this bundle's plan takes no input {', '.join(given)}; it takes "
+                           f"{', '.join(s['name'] for s in self.plan['inputs'])}")
+        return values
 
-    def noise(self, seed: int) -> np.ndarray:
-        return noise_array(seed, self.manifest["latent"]["shape"][1:])[None]
+    def schedule(self, steps: int) -> list[float]:
+        return self.manifest["sampler"]["schedules"][str(steps)]
 
-    def denoise(self, noise: np.ndarray, class_id: int, steps: int | None = None,
-                callback: Callable[[int, np.ndarray, float], None] | None = None, cfg: float | None = None) -> np.ndarray:
-        """Final latent from ``noise``; ``callback(i, latent, seconds)`` after each step. ``cfg``
-        overrides the manifest's guidance scale (an input of the step graph; baked into a fused one)."""
-        s = self.sampler
-        ts = self.schedule(steps)
-        if cfg is not None and cfg != s["cfg"] and s["graph"] == "fused":
-            raise LRFError(f"this fused bundle has cfg {s['cfg']} built in, not {cfg}; re-export it or use a step bundle")
-        cfg = s["cfg"] if cfg is None else cfg
-        cls = np.array([class_id], dtype=np.int64)
-        if s["graph"] == "fused":
+    def start(self, values: dict[str, object]) -> dict[str, np.ndarray]:
+        """The plan's start state."""
+        state = {}
+        for name, src in self.plan["start"].items():
+            state[name] = noise_array(int(values[src["noise"]]), src["shape"][1:])[None]
+        return state
+
+    def generate(self, given: dict[str, object] | None = None, callback: StepCallback | None = None) -> np.ndarray:
+        """Execute the plan: the end graph's output (8-bit RGB pixels, (1, H, W, 3)).
+        ``callback(i, state, seconds)`` after each loop iteration."""
+        return self.finish(self.iterate(self.inputs(given), callback))
+
+    def finish(self, state: dict[str, np.ndarray]) -> np.ndarray:
+        """The plan's end on a final state (a NaN/Inf state is refused: its pixels would be garbage)."""
+        for name, value in state.items():
+            if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+                raise LRFError(f"the bundle produced NaN/Inf in its {name}; re-export it (its parity gate should have failed)")
+        end = self.plan["end"]
+        return self.run(end["graph"], {k: state[src["state"]] for k, src in end["feeds"].items()})[end["output"]]
+
+    def iterate(self, values: dict[str, object], callback: StepCallback | None = None) -> dict[str, np.ndarray]:
+        """The start state carried through every loop iteration; returns the final state."""
+        loop = self.plan["loop"]
+        repeat = loop["repeat"]
+        ts = self.schedule(values[repeat["schedule"]]) if "schedule" in repeat else None
+        count = len(ts) - 1 if ts is not None else repeat["count"]
+        state = self.start(values)
+        for i in range(count):
+            feeds = {}
+            for name, src in loop["feeds"].items():
+                if "state" in src:
+                    feeds[name] = state[src["state"]]
+                elif "input" in src:
+                    feeds[name] = values[src["input"]]
+                else:  # the current interval of the schedule; dt in float64, then cast, as everywhere
+                    feeds[name] = ts[i] if src["schedule"] == "t" else ts[i] - ts[i + 1]
             t0 = time.perf_counter()
-            z = self.run("fused", {"noise": noise, "class_id": cls}, "latent")
+            out = self.run(loop["graph"], feeds)
+            seconds = time.perf_counter() - t0
+            state = {name: out[output] for name, output in loop["next"].items()}
             if callback:
-                callback(len(ts) - 2, z, time.perf_counter() - t0)
-            return z
-        z = noise
-        for i in range(len(ts) - 1):
-            t0 = time.perf_counter()
-            z = self.run("step", {"latent": z, "t": np.array([ts[i]], np.float32),
-                                  "dt": np.array([ts[i] - ts[i + 1]], np.float32), "class_id": cls,
-                                  "cfg": np.array([cfg], np.float32)}, "next_latent")
-            if callback:
-                callback(i, z, time.perf_counter() - t0)
-        return z
-
-    def decode(self, latent: np.ndarray) -> np.ndarray:
-        return self.run("decoder", {"latent": latent}, "image")
-
-    def encode(self, image: np.ndarray) -> np.ndarray:
-        return self.run("encoder", {"image": image}, "latent")
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """(1, 3, H, W) in [-1, 1] -> (H, W, 3) uint8, the same rounding as the reference."""
-    return np.round((np.clip(image[0], -1, 1) + 1) * 127.5).astype(np.uint8).transpose(1, 2, 0)
+                callback(i, state, seconds)
+        return state
 
 
 @cli_errors
@@ -135,19 +167,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscale of the PNG")
     args = p.parse_args(argv)
     rt = BundleRuntime(args.bundle)
-    cls = rt.class_index(args.cls)
+    values = rt.inputs({"class": args.cls, "seed": args.seed, "steps": args.steps})
     times: list[float] = []
-    z = rt.denoise(rt.noise(args.seed), cls, args.steps, callback=lambda i, _z, s: times.append(s))
+    state = rt.iterate(values, callback=lambda i, _state, s: times.append(s))
     t0 = time.perf_counter()
-    image = rt.decode(z)
+    pixels = rt.finish(state)
     decode_s = time.perf_counter() - t0
-    if not np.isfinite(image).all():
-        raise LRFError("the bundle produced NaN/Inf; re-export it (its parity report should have failed)")
-    img = Image.fromarray(to_uint8(image))
+    img = Image.fromarray(pixels[0].astype(np.uint8))  # int32 on Core ML: the same 0..255 values
     if args.scale > 1:
         img = img.resize((img.width * args.scale, img.height * args.scale), Image.NEAREST)
-    img.save(args.out)
+    try:
+        img.save(args.out)
+    except (OSError, ValueError) as e:
+        raise LRFError(f"cannot write {args.out} ({first_line(e)}); pass a writable --out ending in .png") from None
     m = rt.manifest
     steps = " ".join(f"{1000 * s:.2f}" for s in times)
-    print(f"{m['target']} {m['precision']} {m['sampler']['graph']}: per-step ms [{steps}], decode {1000 * decode_s:.2f} ms "
-          f"-> {args.out} ({m['class_names'][cls]}, seed {args.seed})")
+    print(f"{m['target']} {m['precision']} {m['plan']['loop']['graph']}: per-step ms [{steps}], decode {1000 * decode_s:.2f} ms "
+          f"-> {args.out} ({m['class_names'][values['class']]}, seed {args.seed})")

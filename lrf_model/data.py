@@ -133,15 +133,26 @@ def load_cifar10(source: str | Path | None = None, split: str = "train") -> tupl
     return _load_tree(path, split)
 
 
+def from_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """8-bit RGB (N,H,W,3), any integer dtype -> float (N,3,H,W) in [-1, 1]: the autoencoder's
+    input convention, and the start of every encoder graph (so no runtime converts pixels)."""
+    return pixels.float().permute(0, 3, 1, 2).div(127.5).sub(1.0)
+
+
+def to_pixels(x: torch.Tensor, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """float (N,3,H,W) in [-1, 1] -> 8-bit RGB (N,H,W,3) of ``dtype``: the one [-1, 1] -> pixel
+    formula. Every decoder graph ends with it, so runtimes show the decoder's output as it is."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).round().to(dtype)
+
+
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N,H,W,3) -> float (N,3,H,W) in [-1, 1], the autoencoder's input convention."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    """uint8 (N,H,W,3) array -> float (N,3,H,W) in [-1, 1]."""
+    return from_pixels(torch.from_numpy(images))
 
 
 def tensor_to_images(x: torch.Tensor) -> np.ndarray:
-    """float (N,3,H,W) in [-1, 1] -> uint8 (N,H,W,3)."""
-    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
+    """float (N,3,H,W) in [-1, 1] -> uint8 (N,H,W,3) array."""
+    return to_pixels(x.detach().float()).cpu().numpy()
 
 
 def file_digest(paths: list[Path]) -> str:

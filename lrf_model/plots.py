@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+from .data import tensor_to_images  # noqa: E402
 
 
 def save_loss_curve(log: list[dict], path: Path, title: str, key: str = "loss") -> None:
@@ -37,13 +38,13 @@ def save_loss_curve(log: list[dict], path: Path, title: str, key: str = "loss") 
 
 def image_grid(images: torch.Tensor, nrow: int, scale: int = 2, pad: int = 1) -> Image.Image:
     """(N,3,H,W) in [-1,1] -> one PIL image, ``nrow`` images per row, nearest-upscaled."""
-    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
-    n, _, h, w = x.shape
+    x = tensor_to_images(images)
+    n, h, w, _ = x.shape
     rows = (n + nrow - 1) // nrow
     grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, 3), 255, dtype=np.uint8)
     for i in range(n):
         r, c = divmod(i, nrow)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = x[i].transpose(1, 2, 0)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = x[i]
     img = Image.fromarray(grid)
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
 

@@ -33,7 +33,7 @@ class FusedSamplerGraph(torch.nn.Module):
 def fused_spec(denoiser: torch.nn.Module, ts: list[float], cfg: float, recursions: int, batch: int = 1) -> GraphSpec:
     lat = latent_shape(denoiser, batch)
     graph = FusedSamplerGraph(denoiser, ts, cfg, recursions)
-    return GraphSpec("fused", graph, [TensorSpec("noise", lat, "float32"), TensorSpec("class_id", (batch,), "int64")],
+    return GraphSpec("fused", graph, [TensorSpec("noise", lat, "float32"), TensorSpec("class_id", (batch,), "int32")],
                      [TensorSpec("latent", lat, "float32")], int8_paths(graph, denoiser))
 
 

@@ -35,7 +35,7 @@ class Lowered:
 class Target(Protocol):
     name: str
     suffix: str
-    class_dtype: str  # integer type of class_id on this target
+    pixel_dtype: str  # dtype of 8-bit pixel tensors on this target: uint8, or int32 where there is no uint8
     precisions: tuple[str, ...]
 
     def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list[Pass]:

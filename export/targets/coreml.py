@@ -1,7 +1,8 @@
 """CoreML (.mlpackage, ML Program, iOS 17+, fp16 compute) from the ExportedProgram.
 
 Conversion reads the decomposed ExportedProgram (:class:`passes.decompose.Decompose`).
-``class_id`` is int32 on CoreML: the exporter traces its graphs with that dtype. Core ML cannot
+Core ML multiarrays have no uint8, so pixels are int32 here (:class:`passes.pixels.RetypePixels`,
+same values). Core ML cannot
 execute on Linux, so here the runner is None and the parity gate validates the spec
 structurally; on macOS ``runner`` returns a real ``predict``-based runner.
 """
@@ -52,13 +53,14 @@ def _without_converter_bars() -> Iterator[None]:
 class CoreMLTarget:
     name = "coreml"
     suffix = ".mlpackage"
-    class_dtype = "int32"
+    pixel_dtype = "int32"  # multiarrays have no uint8
     precisions = ("fp16", "int8")
 
     def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list:
         from ..passes.decompose import Decompose
+        from ..passes.pixels import RetypePixels
 
-        return [Decompose()]  # INT8 works on the converted model (coremltools.optimize), after conversion
+        return [Decompose(), RetypePixels(self.pixel_dtype)]  # INT8 works on the converted model (coremltools.optimize), after conversion
 
     def lower(self, program, spec: GraphSpec, path: Path, precision: str) -> Lowered:
         import coremltools as ct
@@ -93,7 +95,7 @@ class CoreMLTarget:
         def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             arrays = cast_feeds(feeds, inputs)
             result = model.predict({i["name"]: a for i, a in zip(inputs, arrays)})
-            return {o["name"]: np.asarray(result[o["name"]], dtype=np.float32) for o in outputs}
+            return {o["name"]: np.asarray(result[o["name"]], dtype=o["dtype"]) for o in outputs}
 
         return run
 

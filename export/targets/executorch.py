@@ -71,7 +71,7 @@ def _without_startup_log() -> Iterator[None]:
 class ExecuTorchTarget:
     name = "executorch"
     suffix = ".pte"
-    class_dtype = "int64"
+    pixel_dtype = "uint8"
     precisions = ("fp32", "int8")
 
     def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list:

@@ -45,7 +45,7 @@ def share_identical_initializers(model) -> int:
 class OnnxTarget:
     name = "onnx"
     suffix = ".onnx"
-    class_dtype = "int64"
+    pixel_dtype = "uint8"
     precisions = ("fp32", "int8")
 
     def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list:

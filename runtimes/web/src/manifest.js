@@ -4,7 +4,7 @@
 
 import { parseNpy } from "./npy.js";
 
-export const SCHEMA_VERSION = 2; // export/schema/manifest.schema.json (tests/test_schema.py checks it)
+export const SCHEMA_VERSION = 3; // export/schema/manifest.schema.json (tests/test_schema.py checks it)
 
 export class BundleError extends Error {}
 

@@ -24,7 +24,7 @@ public struct TensorSpec: Codable, Equatable, Sendable {
 /// the `.mlpackage` directories included. Nothing else reads a byte of a bundle before that.
 public struct Manifest: Codable, Sendable {
     /// `export/schema/manifest.schema.json` (tests/test_schema.py checks this copy).
-    public static let schemaVersion = 2
+    public static let schemaVersion = 3
     /// `export/bundle.py:MANIFEST`.
     public static let fileName = "manifest.json"
 

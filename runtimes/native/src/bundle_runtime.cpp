@@ -62,8 +62,8 @@ std::vector<std::string> take_log_errors() {
 
 ScalarType scalar_type(const std::string& dtype) {
   if (dtype == "float32") return ScalarType::Float;
-  if (dtype == "int64") return ScalarType::Long;
   if (dtype == "int32") return ScalarType::Int;
+  if (dtype == "uint8") return ScalarType::Byte;
   throw Error("manifest declares dtype " + dtype + ", which this runtime does not handle; re-export the bundle");
 }
 
@@ -95,7 +95,7 @@ struct BundleRuntime::Graph {
   Artifact spec;
   std::unique_ptr<Module> module;
 
-  Graph(const Manifest& m, const std::string& kind) : spec(m.artifact(kind)) {
+  Graph(const Manifest& m, const std::string& name) : spec(m.artifact(name)) {
     const std::string path = m.path(spec.file).string();
     try {
       // Mmap: weights are paged in from the file instead of copied onto the heap.
@@ -131,37 +131,43 @@ struct BundleRuntime::Graph {
       auto info = meta->output_tensor_meta(i);
       if (!info.ok()) fail(spec.file, "reading output meta of", info.error());
       std::vector<int64_t> got(info->sizes().begin(), info->sizes().end());
-      if (got != spec.outputs[i].shape) mismatch("output", i, spec.outputs[i], got);
+      if (got != spec.outputs[i].shape || info->scalar_type() != scalar_type(spec.outputs[i].dtype))
+        mismatch("output", i, spec.outputs[i], got);
     }
   }
 
-  // Feeds by input name, each pointing at numel() values of the input's declared dtype (the
-  // load-time signature check guarantees the program agrees), as lrf_export's cast_feeds.
-  std::vector<float> run(const std::map<std::string, const void*>& feeds) {
+  // Feeds by input name, each of the input's declared dtype and element count (checked here; the
+  // load-time signature check guarantees the program agrees); every output, by name.
+  std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& feeds) {
     std::vector<et::extension::TensorPtr> tensors;
     std::vector<EValue> values;
     for (const auto& in : spec.inputs) {
       auto feed = feeds.find(in.name);
       if (feed == feeds.end())
-        throw Error(spec.file + " takes an input '" + in.name + "' this runtime does not know; update lrf-native");
+        throw Error(spec.file + " takes an input '" + in.name + "' the plan does not feed; re-export the bundle");
+      const Tensor& t = feed->second;
+      if (t.dtype != in.dtype || t.numel() != in.numel())
+        throw Error(spec.file + " input " + in.name + " takes " + in.dtype + shape_str(in.shape) + ", got " + t.dtype + " with " +
+                    std::to_string(t.numel()) + " values; pass a tensor of the manifest's shape");
       std::vector<et::aten::SizesType> sizes(in.shape.begin(), in.shape.end());
       // ExecuTorch never writes to inputs; from_blob wants a mutable pointer.
-      tensors.push_back(et::extension::from_blob(const_cast<void*>(feed->second), sizes, scalar_type(in.dtype)));
+      tensors.push_back(et::extension::from_blob(const_cast<uint8_t*>(t.bytes.data()), sizes, scalar_type(in.dtype)));
       values.emplace_back(*tensors.back());
     }
     auto result = module->forward(values);
     if (!result.ok()) fail(spec.file, "running", result.error());
-    const auto& out = result->at(0).toTensor();
-    const size_t n = spec.outputs[0].numel();
-    if (static_cast<size_t>(out.numel()) != n)
-      throw Error(spec.file + " returned " + std::to_string(out.numel()) + " values, expected " + std::to_string(n) +
-                  "; re-export the bundle");
-    const float* data = out.const_data_ptr<float>();
-    std::vector<float> copy(data, data + n);
-    for (float v : copy)
-      if (!std::isfinite(v))
-        throw Error(spec.file + " produced NaN/Inf; re-export the bundle (its parity report should have failed)");
-    return copy;
+    std::map<std::string, Tensor> outputs;
+    for (size_t i = 0; i < spec.outputs.size(); ++i) {
+      const auto& out = result->at(i).toTensor();
+      const auto& want = spec.outputs[i];
+      const size_t nbytes = want.numel() * Tensor::itemsize(want.dtype);
+      if (static_cast<size_t>(out.nbytes()) != nbytes)
+        throw Error(spec.file + " returned " + std::to_string(out.nbytes()) + " bytes for " + want.name + ", expected " +
+                    std::to_string(nbytes) + "; re-export the bundle");
+      const auto* data = static_cast<const uint8_t*>(out.const_data_ptr());
+      outputs[want.name] = Tensor{want.dtype, want.shape, std::vector<uint8_t>(data, data + nbytes)};
+    }
+    return outputs;
   }
 };
 
@@ -172,78 +178,110 @@ BundleRuntime::BundleRuntime(const std::filesystem::path& root, bool verify, int
     throw Error("lrf-native runs ExecuTorch bundles, this one is for " + manifest_.target +
                 "; export one with lrf-export --target executorch");
   if (threads > 0) et::extension::threadpool::get_threadpool()->_unsafe_reset_threadpool(static_cast<uint32_t>(threads));
-  denoiser_ = std::make_unique<Graph>(manifest_, manifest_.graph);
-  decoder_ = std::make_unique<Graph>(manifest_, "decoder");
+  graph(manifest_.plan.loop_graph);  // open what every generation runs now, so load time is load time
+  graph(manifest_.plan.end_graph);
 }
 
 BundleRuntime::~BundleRuntime() = default;
 
-std::vector<float> BundleRuntime::noise(uint64_t seed) const {
+BundleRuntime::Graph& BundleRuntime::graph(const std::string& name) {
+  auto& g = graphs_[name];
+  if (!g) g = std::make_unique<Graph>(manifest_, name);
+  return *g;
+}
+
+std::map<std::string, Tensor> BundleRuntime::run(const std::string& name, const std::map<std::string, Tensor>& feeds) {
+  return graph(name).run(feeds);
+}
+
+Tensor BundleRuntime::noise(uint64_t seed, const std::vector<int64_t>& shape) {
   size_t n = 1;
-  for (int64_t d : manifest_.latent_shape) n *= static_cast<size_t>(d);
-  return portable_noise(seed, n);
+  for (size_t i = 1; i < shape.size(); ++i) n *= static_cast<size_t>(shape[i]);  // per image, batch 1
+  return Tensor::floats(shape, portable_noise(seed, n));
 }
 
-void BundleRuntime::check_input(const char* what, const std::vector<float>& values, const Artifact& art,
-                                const std::string& input) const {
-  for (const auto& spec : art.inputs)
-    if (spec.name == input && spec.numel() != values.size())
-      throw Error(std::string(what) + " has " + std::to_string(values.size()) + " values but " + art.file + " takes " +
-                  shape_str(spec.shape) + "; pass a tensor of the manifest's shape");
-}
-
-void BundleRuntime::check_class(int64_t class_id) const {
-  if (class_id < 0 || class_id >= static_cast<int64_t>(manifest_.class_names.size()))
-    throw Error("class id " + std::to_string(class_id) + " is out of range; use 0-" +
-                std::to_string(manifest_.class_names.size() - 1));
-}
-
-std::vector<float> BundleRuntime::step(const std::vector<float>& latent, float t, float dt, int64_t class_id, float cfg) {
-  check_input("the latent", latent, denoiser_->spec, "latent");
-  check_class(class_id);
-  return denoiser_->run({{"latent", latent.data()}, {"t", &t}, {"dt", &dt}, {"class_id", &class_id}, {"cfg", &cfg}});
-}
-
-std::vector<float> BundleRuntime::denoise(const std::vector<float>& noise, int class_id, int steps,
-                                          const StepCallback& callback) {
-  using clock = std::chrono::steady_clock;
-  const auto& ts = manifest_.schedule(steps);
-  const int64_t cls = class_id;
-  check_input("the noise", noise, denoiser_->spec, manifest_.graph == "fused" ? "noise" : "latent");
-  check_class(cls);
-  if (manifest_.graph == "fused") {  // one graph, the bundle's own schedule baked in
-    const auto t0 = clock::now();
-    auto z = denoiser_->run({{"noise", noise.data()}, {"class_id", &cls}});
-    const double ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
-    if (callback && !callback(static_cast<int>(ts.size()) - 2, z, ms)) throw Cancelled();
-    return z;
-  }
-  const float cfg = static_cast<float>(manifest_.cfg);
-  std::vector<float> z = noise;
-  for (size_t i = 0; i + 1 < ts.size(); ++i) {
-    const auto t0 = clock::now();
-    // float32 t and dt exactly as lrf_export.run: np.float32(ts[i]), np.float32(ts[i] - ts[i+1]).
-    z = step(z, static_cast<float>(ts[i]), static_cast<float>(ts[i] - ts[i + 1]), cls, cfg);
-    const double ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
-    if (callback && !callback(static_cast<int>(i), z, ms)) throw Cancelled();
-  }
-  return z;
-}
-
-std::vector<float> BundleRuntime::decode(const std::vector<float>& latent) {
-  check_input("the latent", latent, decoder_->spec, "latent");
-  return decoder_->run({{"latent", latent.data()}});
-}
-
-std::vector<uint8_t> to_uint8(const std::vector<float>& image, int height, int width) {
-  // lrf_export.run.to_uint8: float32 arithmetic, round half to even (np.round), CHW -> HWC.
-  std::vector<uint8_t> rgb(static_cast<size_t>(height) * width * 3);
-  const size_t plane = static_cast<size_t>(height) * width;
-  for (int c = 0; c < 3; ++c)
-    for (size_t p = 0; p < plane; ++p) {
-      const float v = (std::clamp(image[c * plane + p], -1.0f, 1.0f) + 1.0f) * 127.5f;
-      rgb[p * 3 + c] = static_cast<uint8_t>(std::nearbyint(v));
+Values BundleRuntime::inputs(const Request& request) const {
+  Values values;
+  std::map<std::string, double> numbers = request.numbers;
+  for (const auto& in : manifest_.plan.inputs) {
+    double v = in.fallback;
+    if (in.kind == "class") {
+      if (!request.class_name.empty()) v = manifest_.class_index(request.class_name);
+      if (v < 0 || v >= static_cast<double>(manifest_.class_names.size()) || v != std::floor(v))
+        throw Error("class " + std::to_string(v) + " is out of range; use 0-" + std::to_string(manifest_.class_names.size() - 1));
+    } else if (in.kind == "seed") {
+      if (request.seed) v = static_cast<double>(*request.seed);
+      if (v < 0 || v > 4294967295.0 || v != std::floor(v))
+        throw Error("seed " + std::to_string(v) + " is invalid; use an integer in 0..4294967295");
+    } else if (in.kind == "steps") {
+      if (request.steps) v = request.steps;
+      (void)manifest_.schedule(static_cast<int>(v));  // lrf::Error if not offered
+    } else if (auto it = numbers.find(in.name); it != numbers.end()) {
+      v = it->second;
+      numbers.erase(it);
     }
+    values[in.name] = v;
+  }
+  if (!numbers.empty()) throw Error("this bundle's plan takes no input " + numbers.begin()->first);
+  return values;
+}
+
+Tensor BundleRuntime::feed(const std::string& graph_name, const std::string& input, const Feed& from, const State& state,
+                           const Values& values, const std::vector<double>* ts, size_t i) {
+  if (from.from == Feed::From::State) return state.at(from.name);
+  const Artifact& art = manifest_.artifact(graph_name);
+  const TensorSpec* spec = nullptr;
+  for (const auto& s : art.inputs)
+    if (s.name == input) spec = &s;
+  if (spec == nullptr) throw Error("the plan feeds " + input + ", which " + art.file + " does not take; re-export the bundle");
+  if (from.from == Feed::From::Input) return Tensor::filled(spec->dtype, spec->shape, values.at(from.name));
+  if (ts == nullptr) throw Error("the plan feeds " + input + " from a schedule outside its loop; re-export the bundle");
+  // The current schedule interval; dt in double, then cast, as lrf_export.run.
+  const double v = from.name == "t" ? (*ts)[i] : (*ts)[i] - (*ts)[i + 1];
+  return Tensor::filled(spec->dtype, spec->shape, v);
+}
+
+State BundleRuntime::iterate(const Values& values, const StepCallback& callback) {
+  using clock = std::chrono::steady_clock;
+  const Plan& plan = manifest_.plan;
+  State state;
+  for (const auto& [name, start] : plan.start)
+    state[name] = noise(static_cast<uint64_t>(values.at(start.noise_input)), start.shape);
+  const std::vector<double>* ts =
+      plan.repeat_schedule.empty() ? nullptr : &manifest_.schedule(static_cast<int>(values.at(plan.repeat_schedule)));
+  const size_t count = ts ? ts->size() - 1 : static_cast<size_t>(plan.repeat_count);
+  for (size_t i = 0; i < count; ++i) {
+    std::map<std::string, Tensor> feeds;
+    for (const auto& [input, from] : plan.loop_feeds) feeds[input] = feed(plan.loop_graph, input, from, state, values, ts, i);
+    const auto t0 = clock::now();
+    auto out = run(plan.loop_graph, feeds);
+    const double ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    for (const auto& [name, output] : plan.next) {
+      auto it = out.find(output);
+      if (it == out.end()) throw Error("the plan takes output " + output + " the loop graph does not give; re-export the bundle");
+      state[name] = std::move(it->second);
+    }
+    if (callback && !callback(static_cast<int>(i), state, ms)) throw Cancelled();
+  }
+  return state;
+}
+
+Tensor BundleRuntime::finish(const State& state, const Values& values) {
+  const Plan& plan = manifest_.plan;
+  for (const auto& [name, value] : state)
+    if (!value.all_finite())
+      throw Error("the bundle produced NaN/Inf in its " + name + "; re-export it (its parity gate should have failed)");
+  std::map<std::string, Tensor> feeds;
+  for (const auto& [input, from] : plan.end_feeds) feeds[input] = feed(plan.end_graph, input, from, state, values, nullptr, 0);
+  auto out = run(plan.end_graph, feeds);
+  auto it = out.find(plan.end_output);
+  if (it == out.end()) throw Error("the plan's end takes output " + plan.end_output + " its graph does not give; re-export it");
+  return std::move(it->second);
+}
+
+std::vector<uint8_t> rgb_bytes(const Tensor& pixels) {
+  std::vector<uint8_t> rgb(pixels.numel());
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(pixels.at(i));
   return rgb;
 }
 

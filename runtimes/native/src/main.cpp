@@ -6,6 +6,7 @@
 //
 // Exit codes: 0 ok, 1 self-test failed, 2 bad input (one line on stderr), 3 out of memory.
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -37,7 +38,7 @@ const char* kUsage =
     "  --out PNG     image to write (default out.png); --scale K upscales without smoothing\n"
     "  --threads T   ExecuTorch CPU threads (default: the runtime's choice)\n"
     "  --repeat R    generate R times after W warm-up runs and report median/p90 latency\n"
-    "  --selftest    run the bundle's test vectors; exit 1 on a parity failure\n"
+    "  --selftest    run the bundle's checks; exit 1 on a parity failure\n"
     "  --json        print a machine-readable report (latency, peak RSS per stage) on stdout\n"
     "  --no-verify   skip the sha256 check of the bundle's files\n"
     "  --verbose     show ExecuTorch's own log\n";
@@ -109,51 +110,54 @@ double percentile(std::vector<double> v, double q) {
 int selftest(lrf::BundleRuntime& rt, const Options& o, json report) {
   const auto result = lrf::run_selftest(rt);
   report["selftest"] = json::array();
-  for (const auto& c : result.checks) {
-    report["selftest"].push_back({{"name", c.name}, {"metric", c.metric}, {"value", c.value}, {"limit", c.limit},
-                                  {"passed", c.passed}});
-    if (!o.json)
-      std::printf("%-4s %-22s %-8s %12.4g  (limit %g)\n", c.passed ? "ok" : "FAIL", c.name.c_str(), c.metric.c_str(),
-                  c.value, c.limit);
-  }
+  // JSON has no NaN or Infinity: those values are written as strings ("nan", "inf"), as in the table.
+  auto number = [](double v) { return std::isfinite(v) ? json(v) : json(std::isnan(v) ? "nan" : "inf"); };
+  for (const auto& c : result.checks)
+    report["selftest"].push_back({{"name", c.name}, {"metric", c.metric}, {"value", number(c.value)},
+                                  {"limit", number(c.limit)}, {"passed", c.passed}});
   report["passed"] = result.passed();
   report["memory"]["after_selftest"] = memory_json(lrf::read_memory());
   if (o.json) std::cout << report.dump(2) << "\n";
-  else std::printf("self-test %s: %zu checks on %s\n", result.passed() ? "passed" : "FAILED", result.checks.size(),
-                   o.bundle.c_str());
+  else std::printf("%s\n", result.table().c_str());
   return result.passed() ? 0 : 1;
 }
 
 int generate(lrf::BundleRuntime& rt, const Options& o, json report) {
   const auto& m = rt.manifest();
-  const int cls = m.class_index(o.cls);
-  const auto& ts = m.schedule(o.steps);
+  lrf::Request request;
+  request.class_name = o.cls;
+  request.seed = o.seed;
+  request.steps = o.steps;
+  const lrf::Values values = rt.inputs(request);
   std::vector<std::vector<double>> steps_ms;
   std::vector<double> decode_ms, image_ms;
-  std::vector<float> image;
+  lrf::Tensor pixels;
   for (int run = 0; run < o.warmup + o.repeat; ++run) {
     std::vector<double> per_step;
     const auto t0 = clock_type::now();
-    auto latent = rt.denoise(rt.noise(o.seed), cls, o.steps, [&](int, const std::vector<float>&, double ms) {
+    const auto state = rt.iterate(values, [&](int, const lrf::State&, double ms) {
       per_step.push_back(ms);
       return true;
     });
     if (run == 0) report["memory"]["after_denoise"] = memory_json(lrf::read_memory());
     const auto t1 = clock_type::now();
-    image = rt.decode(latent);
+    pixels = rt.finish(state, values);
     if (run == 0) report["memory"]["after_decode"] = memory_json(lrf::read_memory());
     if (run < o.warmup) continue;
     decode_ms.push_back(ms_since(t1));
     image_ms.push_back(ms_since(t0));
     steps_ms.push_back(per_step);
   }
-  const int h = static_cast<int>(m.image_shape[2]), w = static_cast<int>(m.image_shape[3]);
-  lrf::write_png(o.out, lrf::to_uint8(image, h, w), h, w, o.scale);
+  const int h = static_cast<int>(m.image_shape[1]), w = static_cast<int>(m.image_shape[2]);
+  lrf::write_png(o.out, lrf::rgb_bytes(pixels), h, w, o.scale);
+  int cls = 0;
+  for (const auto& in : m.plan.inputs)
+    if (in.kind == "class") cls = static_cast<int>(values.at(in.name));
 
   std::vector<double> all_steps;
   for (const auto& run : steps_ms) all_steps.insert(all_steps.end(), run.begin(), run.end());
   report.update({{"class", m.class_names[cls]}, {"class_id", cls}, {"seed", o.seed},
-                 {"steps", static_cast<int>(ts.size()) - 1}, {"out", o.out}, {"repeat", o.repeat}, {"warmup", o.warmup},
+                 {"steps", static_cast<int>(steps_ms.back().size())}, {"out", o.out}, {"repeat", o.repeat}, {"warmup", o.warmup},
                  {"steps_ms", steps_ms}, {"decode_ms", decode_ms}, {"image_ms", image_ms},
                  {"summary", {{"step_ms_median", percentile(all_steps, 0.5)}, {"step_ms_p90", percentile(all_steps, 0.9)},
                               {"decode_ms_median", percentile(decode_ms, 0.5)},
@@ -165,7 +169,7 @@ int generate(lrf::BundleRuntime& rt, const Options& o, json report) {
   std::string per_step;
   for (double ms : steps_ms.back()) per_step += (per_step.empty() ? "" : " ") + std::to_string(ms).substr(0, 5);
   std::printf("%s %s %s: per-step ms [%s], decode %.2f ms, image %.2f ms -> %s (%s, seed %llu)\n", m.target.c_str(),
-              m.precision.c_str(), m.graph.c_str(), per_step.c_str(), decode_ms.back(), image_ms.back(), o.out.c_str(),
+              m.precision.c_str(), m.plan.loop_graph.c_str(), per_step.c_str(), decode_ms.back(), image_ms.back(), o.out.c_str(),
               m.class_names[cls].c_str(), static_cast<unsigned long long>(o.seed));
   if (o.repeat > 1)
     std::printf("over %d runs: step median %.3f ms (p90 %.3f), decode median %.3f ms, image median %.3f ms\n", o.repeat,
@@ -184,7 +188,7 @@ int run(int argc, char** argv) {
   lrf::BundleRuntime rt(o.bundle, o.verify, o.threads);
   const auto& m = rt.manifest();
   json report = {{"bundle", o.bundle}, {"model", m.model_name}, {"target", m.target}, {"precision", m.precision},
-                 {"graph", m.graph}, {"load_ms", ms_since(t0)}, {"weights_bytes", m.artifact_bytes()},
+                 {"graph", m.plan.loop_graph}, {"load_ms", ms_since(t0)}, {"weights_bytes", m.artifact_bytes()},
                  {"threads", executorch::extension::threadpool::get_threadpool()->get_thread_count()}};
   report["memory"]["after_load"] = memory_json(lrf::read_memory());
   return o.selftest ? selftest(rt, o, report) : generate(rt, o, report);

@@ -10,14 +10,98 @@ namespace {
 
 using nlohmann::json;
 
+// A declared tensor, with a shape no allocation can overflow on (at most 2^28 elements).
+TensorSpec checked_spec(TensorSpec t) {
+  uint64_t n = 1;
+  for (int64_t d : t.shape) {
+    if (d < 1 || d > (int64_t{1} << 28) || (n *= static_cast<uint64_t>(d)) > (uint64_t{1} << 28))
+      throw Error("tensor " + t.name + " declares an impossible shape; re-export the bundle");
+  }
+  if (t.shape.empty() || t.shape.size() > 8) throw Error("tensor " + t.name + " declares no shape; re-export the bundle");
+  return t;
+}
+
 TensorSpec tensor_spec(const json& j) {
-  return {j.at("name").get<std::string>(), j.at("shape").get<std::vector<int64_t>>(), j.at("dtype").get<std::string>()};
+  return checked_spec(
+      {j.at("name").get<std::string>(), j.at("shape").get<std::vector<int64_t>>(), j.at("dtype").get<std::string>()});
 }
 
 std::vector<TensorSpec> tensor_specs(const json& list) {
   std::vector<TensorSpec> out;
   for (const auto& j : list) out.push_back(tensor_spec(j));
   return out;
+}
+
+// A file named by the manifest stays inside the bundle (the schema's relpath).
+std::string relpath(const json& j) {
+  const auto rel = j.get<std::string>();
+  const std::filesystem::path p(rel);
+  bool up = false;
+  for (const auto& part : p) up |= part == "..";
+  if (rel.empty() || p.is_absolute() || up) throw Error("the manifest names a file outside the bundle (" + rel + "); re-export it");
+  return rel;
+}
+
+Feed feed(const json& j) {
+  if (j.contains("state")) return {Feed::From::State, j.at("state").get<std::string>()};
+  if (j.contains("input")) return {Feed::From::Input, j.at("input").get<std::string>()};
+  const auto which = j.at("schedule").get<std::string>();
+  if (which != "t" && which != "dt") throw Error("a plan feed takes schedule '" + which + "'; re-export the bundle");
+  return {Feed::From::Schedule, which};
+}
+
+std::map<std::string, Feed> feeds(const json& j) {
+  std::map<std::string, Feed> out;
+  for (const auto& [name, f] : j.items()) out[name] = feed(f);
+  return out;
+}
+
+// The plan, with every name it uses resolved: a graph it runs exists, each state and input it
+// reads is declared, so executing it can only fail on the numbers.
+Plan plan(const json& j, const std::map<std::string, Artifact>& artifacts) {
+  Plan p;
+  for (const auto& in : j.at("inputs"))
+    p.inputs.push_back({in.at("name").get<std::string>(), in.at("kind").get<std::string>(), in.at("default").get<double>()});
+  for (const auto& [name, s] : j.at("start").items())
+    p.start[name] = {s.at("noise").get<std::string>(),
+                     checked_spec({name, s.at("shape").get<std::vector<int64_t>>(), "float32"}).shape};
+  const json& loop = j.at("loop");
+  p.loop_graph = loop.at("graph").get<std::string>();
+  const json& repeat = loop.at("repeat");
+  if (repeat.contains("schedule")) p.repeat_schedule = repeat.at("schedule").get<std::string>();
+  else p.repeat_count = repeat.at("count").get<int>();
+  if (p.repeat_schedule.empty() && (p.repeat_count < 1 || p.repeat_count > 1000))
+    throw Error("the plan repeats its loop " + std::to_string(p.repeat_count) + " times; re-export the bundle");
+  p.loop_feeds = feeds(loop.at("feeds"));
+  p.next = loop.at("next").get<std::map<std::string, std::string>>();
+  const json& end = j.at("end");
+  p.end_graph = end.at("graph").get<std::string>();
+  p.end_output = end.at("output").get<std::string>();
+  p.end_feeds = feeds(end.at("feeds"));
+
+  auto has_input = [&](const std::string& name) {
+    for (const auto& in : p.inputs)
+      if (in.name == name) return true;
+    return false;
+  };
+  for (const auto& graph : {p.loop_graph, p.end_graph})
+    if (!artifacts.count(graph)) throw Error("the plan runs a " + graph + " graph the bundle does not hold; re-export it");
+  for (const auto& [state, s] : p.start)
+    if (!has_input(s.noise_input)) throw Error("the plan seeds " + state + " from an undeclared input; re-export it");
+  if (!p.repeat_schedule.empty() && !has_input(p.repeat_schedule))
+    throw Error("the plan's loop repeats over an undeclared input; re-export the bundle");
+  for (const auto* fs : {&p.loop_feeds, &p.end_feeds})
+    for (const auto& [name, f] : *fs) {
+      if (f.from == Feed::From::State && !p.start.count(f.name))
+        throw Error("the plan feeds " + name + " from an undeclared state " + f.name + "; re-export the bundle");
+      if (f.from == Feed::From::Input && !has_input(f.name))
+        throw Error("the plan feeds " + name + " from an undeclared input " + f.name + "; re-export the bundle");
+      if (f.from == Feed::From::Schedule && p.repeat_schedule.empty())
+        throw Error("the plan feeds " + name + " from a schedule but repeats a fixed count; re-export the bundle");
+    }
+  for (const auto& [state, output] : p.next)
+    if (!p.start.count(state)) throw Error("the plan's loop sets an undeclared state " + state + "; re-export the bundle");
+  return p;
 }
 
 void verify_files(const std::filesystem::path& root, const json& files) {
@@ -106,20 +190,22 @@ Manifest load_manifest(const std::filesystem::path& root, bool verify) {
     m.precision = j.at("precision").get<std::string>();
     m.class_names = j.at("class_names").get<std::vector<std::string>>();
     const json& s = j.at("sampler");
-    m.graph = s.at("graph").get<std::string>();
     m.steps = s.at("steps").get<int>();
     for (const auto& [n, ts] : s.at("schedules").items()) {
       if (n.empty() || n.size() > 6 || n.find_first_not_of("0123456789") != std::string::npos)
         throw Error(path.string() + ": sampler.schedules has a key '" + n + "' that is not a step count; re-export the bundle");
       m.schedules[std::stoi(n)] = ts.get<std::vector<double>>();
     }
-    m.cfg = s.at("cfg").get<double>();
-    m.latent_shape = j.at("latent").at("shape").get<std::vector<int64_t>>();
     m.image_shape = j.at("image").at("shape").get<std::vector<int64_t>>();
-    m.step_rel_tolerance = j.at("tolerance").at("step_rel").get<double>();
-    m.image_psnr_tolerance_db = j.at("tolerance").at("image_psnr_db").get<double>();
+    if (m.image_shape.size() != 4 || m.image_shape[3] != 3 || m.image_shape[1] < 1 || m.image_shape[2] < 1 ||
+        m.image_shape[1] > 16384 || m.image_shape[2] > 16384)
+      throw Error(path.string() + ": image.shape is not (1, H, W, 3) pixels; re-export the bundle");
     for (const auto& [kind, a] : j.at("artifacts").items())
-      m.artifacts[kind] = {a.at("file").get<std::string>(), tensor_specs(a.at("inputs")), tensor_specs(a.at("outputs"))};
+      m.artifacts[kind] = {relpath(a.at("file")), tensor_specs(a.at("inputs")), tensor_specs(a.at("outputs"))};
+    m.plan = plan(j.at("plan"), m.artifacts);
+    for (const auto& [name, t] : j.at("tensors").items())
+      m.tensors[name] = {relpath(t.at("file")),
+                         checked_spec({name, t.at("shape").get<std::vector<int64_t>>(), t.at("dtype").get<std::string>()})};
   } catch (const json::exception& e) {
     throw Error(path.string() + " lacks a field this runtime needs (" + std::string(e.what()) +
                 "); re-export the bundle with this lrf-export");

@@ -2,92 +2,123 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
-
-#include "lrf/npy.h"
 
 namespace lrf {
 namespace {
 
-constexpr double kNoiseTolerance = 1e-6;  // float32 rounding of one float64 ulp of libm difference
+using nlohmann::json;
 
-std::vector<float> slice(const std::vector<float>& all, size_t index, size_t size) {
-  return std::vector<float>(all.begin() + index * size, all.begin() + (index + 1) * size);
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// What this runtime gives for one check (lrf_export.checks.run_check).
+Tensor run_check(BundleRuntime& rt, const json& check) {
+  const Manifest& m = rt.manifest();
+  const std::string kind = check.at("kind").get<std::string>();
+  if (kind == "noise") {
+    const auto& expected = check.at("expected").get<std::string>();
+    auto it = m.tensors.find(expected);
+    if (it == m.tensors.end()) throw Error("check noise expects an undeclared tensor " + expected + "; re-export the bundle");
+    return BundleRuntime::noise(check.at("seed").get<uint64_t>(), it->second.spec.shape);
+  }
+  if (kind == "graph") {
+    std::map<std::string, Tensor> feeds;
+    for (const auto& [input, tensor] : check.at("feeds").items()) feeds[input] = read_tensor(m, tensor.get<std::string>());
+    const auto graph = check.at("graph").get<std::string>();
+    if (!m.has_artifact(graph)) throw Error("a check runs a " + graph + " graph the bundle does not hold; re-export it");
+    auto out = rt.run(graph, feeds);
+    auto it = out.find(check.at("output").get<std::string>());
+    if (it == out.end()) throw Error("a check compares an output its graph does not give; re-export the bundle");
+    return std::move(it->second);
+  }
+  Request request;  // kind "plan": its inputs by name, checked as a user's would be
+  for (const auto& [name, value] : check.at("inputs").items()) {
+    const double v = value.get<double>();
+    std::string kind;
+    for (const auto& in : m.plan.inputs)
+      if (in.name == name) kind = in.kind;
+    if (kind == "class") request.class_name = std::to_string(static_cast<long long>(v));
+    else if (kind == "seed" && v >= 0 && v <= 4294967295.0) request.seed = static_cast<uint64_t>(v);
+    else if (kind == "steps" && v >= 1 && v <= 100000) request.steps = static_cast<int>(v);
+    else request.numbers[name] = v;
+  }
+  const Values values = rt.inputs(request);
+  if (check.at("compare").get<std::string>() == "output") return rt.generate(values);
+  Tensor stacked{"float32", {}, {}};  // the state after each iteration, stacked as the expected tensor
+  rt.iterate(values, [&](int, const State& state, double) {
+    for (const auto& [_, t] : state) stacked.bytes.insert(stacked.bytes.end(), t.bytes.begin(), t.bytes.end());
+    return true;
+  });
+  return stacked;
 }
 
-Check upper(std::string name, std::string metric, double value, double limit) {
-  return {std::move(name), std::move(metric), value, limit, std::isfinite(value) && value <= limit};
-}
-
-Check lower(std::string name, double value, double limit) {
-  return {std::move(name), "psnr_db", value, limit, !std::isnan(value) && value >= limit};
+std::string fmt(const std::string& metric, double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return "inf";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, metric == "psnr" ? "%.2f" : "%.3e", v);
+  return buf;
 }
 
 }  // namespace
+
+double metric(const std::string& name, const Tensor& got, const Tensor& ref) {
+  const size_t n = ref.numel();
+  if (got.numel() != n || n == 0) return kNaN;
+  double max_diff = 0, peak = 0, sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double d = std::fabs(got.at(i) - ref.at(i));
+    if (std::isnan(d)) return kNaN;
+    max_diff = std::max(max_diff, d);
+    peak = std::max(peak, std::fabs(ref.at(i)));
+    sum += d * d;
+  }
+  if (name == "max_abs") return max_diff;
+  if (name == "rel") return max_diff / std::max(peak, 1e-8);
+  if (name == "psnr") {
+    const double mse = sum / static_cast<double>(n);
+    return mse == 0 ? std::numeric_limits<double>::infinity() : 10.0 * std::log10(255.0 * 255.0 / mse);
+  }
+  throw Error("a check uses the metric " + name + ", which this runtime does not know; update lrf-native");
+}
+
+bool passes(const std::string& metric, double value, double limit) {
+  if (std::isnan(value)) return false;
+  return metric == "psnr" ? value >= limit : value <= limit;
+}
 
 bool SelfTestReport::passed() const {
   return !checks.empty() && std::all_of(checks.begin(), checks.end(), [](const Check& c) { return c.passed; });
 }
 
-double rel_error(const std::vector<float>& got, const std::vector<float>& ref) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - ref[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(ref[i])));
-    if (std::isnan(got[i])) return std::numeric_limits<double>::quiet_NaN();
+std::string SelfTestReport::table() const {
+  char line[160];
+  std::snprintf(line, sizeof line, "%-12s %-8s %10s %10s  verdict\n", "check", "metric", "value", "limit");
+  std::string out = line;
+  for (const auto& c : checks) {
+    std::snprintf(line, sizeof line, "%-12s %-8s %10s %10s  %s\n", c.name.c_str(), c.metric.c_str(),
+                  fmt(c.metric, c.value).c_str(), fmt(c.metric, c.limit).c_str(), c.passed ? "pass" : "FAIL");
+    out += line;
   }
-  return diff / std::max(scale, 1e-8);
-}
-
-double psnr_db(const std::vector<float>& got, const std::vector<float>& ref) {
-  double sum = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = std::clamp(static_cast<double>(got[i]), -1.0, 1.0) - ref[i];
-    sum += d * d;
-  }
-  const double mse = sum / static_cast<double>(ref.size());
-  return mse == 0 ? std::numeric_limits<double>::infinity() : 10.0 * std::log10(4.0 / mse);
+  return out + "self-test: " + (passed() ? "PASS" : "FAIL");
 }
 
 SelfTestReport run_selftest(BundleRuntime& rt) {
   const Manifest& m = rt.manifest();
-  const auto& tv = m.raw.at("test_vectors");
-  const double step_tol = m.step_rel_tolerance, psnr_tol = m.image_psnr_tolerance_db;
-  auto load = [&](const nlohmann::json& rel) { return read_npy(m.path(rel.get<std::string>())); };
   SelfTestReport report;
-
-  // Each single guided step at points of a real trajectory.
-  if (m.graph == "step") {
-    int k = 0;
-    for (const auto& c : tv.at("steps")) {
-      const auto t = load(c.at("t")).floats(), dt = load(c.at("dt")).floats(), cfg = load(c.at("cfg")).floats();
-      const auto cls = load(c.at("class_id")).ints();
-      const auto got = rt.step(load(c.at("latent")).floats(), t[0], dt[0], cls[0], cfg[0]);
-      report.checks.push_back(
-          upper("single step " + std::to_string(k++), "rel", rel_error(got, load(c.at("next_latent")).floats()), step_tol));
+  try {
+    for (const auto& check : m.raw.at("checks")) {
+      Check c{check.at("name").get<std::string>(), check.at("metric").get<std::string>(), kNaN,
+              check.at("limit").get<double>(), false};
+      const Tensor ref = read_tensor(m, check.at("expected").get<std::string>());
+      c.value = metric(c.metric, run_check(rt, check), ref);
+      c.passed = passes(c.metric, c.value, c.limit);
+      report.checks.push_back(c);
     }
+  } catch (const json::exception& e) {
+    throw Error("the manifest's checks are malformed (" + std::string(e.what()) + "); re-export the bundle");
   }
-
-  // The whole trajectory, from this runtime's own noise.
-  const auto& traj = tv.at("trajectory");
-  const auto seed = traj.at("seed").get<uint64_t>();
-  const auto ref = load(traj.at("latents")).floats();
-  const size_t latent = rt.noise(0).size();
-  const size_t points = ref.size() / latent;  // N + 1
-  const auto noise = rt.noise(seed);
-  double noise_diff = 0;
-  for (size_t i = 0; i < latent; ++i) noise_diff = std::max(noise_diff, std::fabs(double(noise[i]) - ref[i]));
-  report.checks.push_back(upper("noise of seed " + std::to_string(seed), "max_abs", noise_diff, kNoiseTolerance));
-
-  const auto final_latent = rt.denoise(noise, traj.at("class_id").get<int>(), 0, [&](int i, const std::vector<float>& z, double) {
-    if (m.graph == "step" || static_cast<size_t>(i) == points - 2)
-      report.checks.push_back(upper("trajectory step " + std::to_string(i), "rel", rel_error(z, slice(ref, i + 1, latent)), step_tol));
-    return true;
-  });
-
-  const auto ref_image = load(traj.at("image")).floats();
-  report.checks.push_back(lower("decoder", psnr_db(rt.decode(slice(ref, points - 1, latent)), ref_image), psnr_tol));
-  report.checks.push_back(lower("final image", psnr_db(rt.decode(final_latent), ref_image), psnr_tol));
   return report;
 }
 

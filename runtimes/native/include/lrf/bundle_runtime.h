@@ -1,20 +1,25 @@
-// Runs an ExecuTorch bundle: the C++ mirror of lrf_export.run.BundleRuntime.
+// Runs an ExecuTorch bundle: the C++ plan executor, the mirror of lrf_export.run.BundleRuntime.
 //
-// It reads the verified manifest, opens the denoising graph (`step`, or `fused`) and the
-// `decoder` .pte with the XNNPACK delegate, draws the noise with the portable PRNG and loops
-// over the manifest's schedule. No sampler arithmetic lives here: the schedule, the CFG scale
-// and the shapes come from the manifest, the Euler/CFG update is inside the step graph.
-// ExecuTorch types stay out of this header (pimpl) so JNI and app code include it cheaply.
+// It reads the verified manifest and executes its plan: the start state from the portable
+// noise, the loop graph once per schedule interval (or a fixed count), each feed taken from the
+// state, a user input or the schedule as the plan says, then the end graph's pixels. It names
+// no graph input or output itself, so a new plan needs no change here. Graphs are opened (with
+// the XNNPACK delegate) on first use. ExecuTorch types stay out of this header (pimpl) so JNI
+// and app code include it cheaply.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "lrf/error.h"
 #include "lrf/manifest.h"
+#include "lrf/tensor.h"
 
 namespace lrf {
 
@@ -30,9 +35,22 @@ class OutOfMemory : public Error {
   using Error::Error;
 };
 
-// After each denoising step: the step index, the new latent and the step's wall time in ms.
-// Return false to cancel (denoise then throws lrf::Cancelled).
-using StepCallback = std::function<bool(int step, const std::vector<float>& latent, double ms)>;
+using State = std::map<std::string, Tensor>;
+// The plan's input values by name (a class as its index, a seed, a step count, a number).
+using Values = std::map<std::string, double>;
+
+// After each loop iteration: its index, the new state and the iteration's wall time in ms.
+// Return false to cancel (the plan then throws lrf::Cancelled).
+using StepCallback = std::function<bool(int step, const State& state, double ms)>;
+
+// What a user gives: any input left out takes the manifest's default. `class_name` is a name or
+// an index ("cat", "3"); `steps` 0 means the bundle's own.
+struct Request {
+  std::string class_name;
+  std::optional<uint64_t> seed;
+  int steps = 0;
+  std::map<std::string, double> numbers;  // e.g. {"cfg", 2.0}
+};
 
 class BundleRuntime {
  public:
@@ -44,31 +62,33 @@ class BundleRuntime {
 
   const Manifest& manifest() const { return manifest_; }
 
-  // The latent noise for `seed` (lrf_model.noise.noise_array of the latent shape).
-  std::vector<float> noise(uint64_t seed) const;
+  // The plan's inputs for `request`, checked (class range, offered steps), the rest defaulted.
+  Values inputs(const Request& request) const;
+  // The start state carried through every loop iteration; returns the final state.
+  State iterate(const Values& values, const StepCallback& callback = {});
+  // The plan's end on a final state: the pixels (1, H, W, 3). A NaN/Inf state is refused.
+  Tensor finish(const State& state, const Values& values);
+  Tensor generate(const Values& values, const StepCallback& callback = {}) {
+    return finish(iterate(values, callback), values);
+  }
 
-  // The final latent from `noise` for `class_id`, over the schedule of `steps` (0: the bundle's).
-  std::vector<float> denoise(const std::vector<float>& noise, int class_id, int steps = 0,
-                             const StepCallback& callback = {});
-
-  // One guided Euler step from t to t - dt (the `step` graph as exported).
-  std::vector<float> step(const std::vector<float>& latent, float t, float dt, int64_t class_id, float cfg);
-
-  // Model-space latent -> image (1, 3, H, W) in [-1, 1].
-  std::vector<float> decode(const std::vector<float>& latent);
+  // Every output of artifact `graph` on `feeds` (by input name, of the declared dtypes and shapes).
+  std::map<std::string, Tensor> run(const std::string& graph, const std::map<std::string, Tensor>& feeds);
+  // The portable noise for `seed` of `shape` (lrf_model.noise.noise_array).
+  static Tensor noise(uint64_t seed, const std::vector<int64_t>& shape);
 
  private:
   struct Graph;
-  // lrf::Error unless `values` has the element count `art` declares for `input`.
-  void check_input(const char* what, const std::vector<float>& values, const Artifact& art, const std::string& input) const;
-  void check_class(int64_t class_id) const;
+  Graph& graph(const std::string& name);
+  Tensor feed(const std::string& graph, const std::string& input, const Feed& from, const State& state,
+              const Values& values, const std::vector<double>* ts, size_t i);
   Manifest manifest_;
-  std::unique_ptr<Graph> denoiser_;  // step or fused
-  std::unique_ptr<Graph> decoder_;
+  std::map<std::string, std::unique_ptr<Graph>> graphs_;
 };
 
-// (1, 3, H, W) in [-1, 1] -> H*W*3 RGB bytes: round((clip(x, -1, 1) + 1) * 127.5), as lrf-run.
-std::vector<uint8_t> to_uint8(const std::vector<float>& image, int height, int width);
+// The plan's pixels as H*W*3 RGB bytes (uint8 as they are; int32 pixels on a Core ML-style
+// target narrowed, the values are 0..255 either way).
+std::vector<uint8_t> rgb_bytes(const Tensor& pixels);
 
 // Routes ExecuTorch's own log lines to stderr (logcat on Android) when true; either way the
 // last error is kept for our one-line messages.

@@ -17,8 +17,41 @@ constexpr int kSchemaVersion = 3;  // export/schema/manifest.schema.json (tests/
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
-  std::string dtype;  // "float32" | "int64" | "int32"
+  std::string dtype;  // "float32" | "int32" | "uint8"
   size_t numel() const;
+};
+
+// A reference tensor of the bundle: a raw little-endian C-order file (manifest "tensors").
+struct TensorFile {
+  std::string file;
+  TensorSpec spec;
+};
+
+// Where a plan feed comes from: a state, a user input, or the current schedule interval.
+struct Feed {
+  enum class From { State, Input, Schedule } from = From::State;
+  std::string name;  // the state or input name; "t" | "dt" for the schedule
+};
+
+// The bundle's plan (export/plan.py): the runtime executes it and nothing else.
+struct Plan {
+  struct Input {
+    std::string name, kind;  // kind: "class" | "seed" | "steps" | "number"
+    double fallback = 0;     // the manifest's "default"
+  };
+  struct Start {
+    std::string noise_input;  // the input whose value seeds the portable noise
+    std::vector<int64_t> shape;
+  };
+  std::vector<Input> inputs;
+  std::map<std::string, Start> start;  // state name -> how it begins
+  std::string loop_graph;
+  std::string repeat_schedule;  // the "steps" input choosing the schedule, or empty: repeat_count times
+  int repeat_count = 0;
+  std::map<std::string, Feed> loop_feeds;
+  std::map<std::string, std::string> next;  // state name -> loop output that becomes it
+  std::string end_graph, end_output;
+  std::map<std::string, Feed> end_feeds;
 };
 
 struct Artifact {
@@ -29,17 +62,16 @@ struct Artifact {
 
 struct Manifest {
   std::filesystem::path root;
-  nlohmann::json raw;  // the whole document, e.g. for the test-vector index
+  nlohmann::json raw;  // the whole document, e.g. for the checks
 
   std::string model_name, target, precision;
   std::vector<std::string> class_names;
-  std::string graph;  // "step" (the runtime loops) | "fused" (one graph for all steps)
   int steps = 0;      // the bundle's own step count
   std::map<int, std::vector<double>> schedules;  // every step count offered -> its time points
-  double cfg = 0;
-  std::vector<int64_t> latent_shape, image_shape;
-  double step_rel_tolerance = 0, image_psnr_tolerance_db = 0;
+  std::vector<int64_t> image_shape;              // (1, H, W, 3): the plan's output pixels
   std::map<std::string, Artifact> artifacts;
+  Plan plan;
+  std::map<std::string, TensorFile> tensors;
 
   // The schedule for `steps` (0: the bundle's own); lrf::Error if the bundle does not offer it.
   const std::vector<double>& schedule(int steps = 0) const;

@@ -1,9 +1,6 @@
-// The bundle's test vectors, run through this runtime: the on-device proof of parity.
-//
-// The same checks and tolerances as lrf_export.parity (tolerances from the manifest), plus
-// one the host gate cannot make: the C++ noise against the Python noise of the trajectory seed.
-// The trajectory starts from this runtime's own noise, so PRNG, loop, step graph and decoder
-// are all checked together.
+// The bundle's self-test: its manifest's "checks" run through this runtime, the on-device proof
+// of parity. The same list, metrics and table as lrf_export.checks (Python), the web page and
+// the Swift package; tests/test_selftest_agreement.py compares their verdicts check by check.
 #pragma once
 
 #include <string>
@@ -14,8 +11,8 @@
 namespace lrf {
 
 struct Check {
-  std::string name;    // e.g. "trajectory step 2"
-  std::string metric;  // "max_abs" | "rel" (<= limit passes) | "psnr_db" (>= limit passes)
+  std::string name;
+  std::string metric;  // "rel" | "max_abs" (<= limit passes) | "psnr" (>= limit passes)
   double value = 0;
   double limit = 0;
   bool passed = false;
@@ -24,13 +21,15 @@ struct Check {
 struct SelfTestReport {
   std::vector<Check> checks;
   bool passed() const;
+  // The table every runtime prints (lrf_export.checks.table).
+  std::string table() const;
 };
 
 SelfTestReport run_selftest(BundleRuntime& runtime);
 
-// max|got - ref| / max|ref| (lrf_export.parity.rel_error).
-double rel_error(const std::vector<float>& got, const std::vector<float>& ref);
-// PSNR of images in [-1, 1], peak-to-peak 2 (lrf_export.parity.psnr); +inf when identical.
-double psnr_db(const std::vector<float>& got, const std::vector<float>& ref);
+// `metric` of got against ref, element by element in double (lrf_export.checks.metric): NaN when
+// the sizes differ or a value is NaN.
+double metric(const std::string& metric, const Tensor& got, const Tensor& ref);
+bool passes(const std::string& metric, double value, double limit);
 
 }  // namespace lrf

@@ -145,13 +145,11 @@ JNIEXPORT jstring JNICALL Java_org_lrf_android_LrfNative_nativeManifestJson(JNIE
         {"model", m.model_name},
         {"target", m.target},
         {"precision", m.precision},
-        {"graph", m.graph},
+        {"graph", m.plan.loop_graph},
         {"class_names", m.class_names},
         {"steps", m.steps},
         {"offered_steps", offered},
-        {"cfg", m.cfg},
         {"image_shape", m.image_shape},
-        {"latent_shape", m.latent_shape},
         {"artifact_bytes", m.artifact_bytes()},
         {"root", m.root.string()},
     };
@@ -167,9 +165,14 @@ JNIEXPORT jintArray JNICALL Java_org_lrf_android_LrfNative_nativeGenerate(JNIEnv
     const lrf::Manifest& m = rt.manifest();
     if (steps < 0) throw lrf::Error("steps " + std::to_string(steps) + " is invalid; use 0 (the bundle's) or an offered count");
     if (seed < 0) throw lrf::Error("seed " + std::to_string(seed) + " is invalid; use a non-negative integer");
-    // class_index range-checks and names the valid classes; the graph itself would not.
-    const int cls = m.class_index(std::to_string(class_id));
-    const int total = static_cast<int>(m.schedule(steps).size()) - 1;  // lrf::Error if not offered
+    lrf::Request request;  // inputs() range-checks the class and the steps, naming the valid ones
+    request.class_name = std::to_string(class_id);
+    request.seed = static_cast<uint64_t>(seed);
+    request.steps = steps;
+    const lrf::Values values = rt.inputs(request);
+    const int total = m.plan.repeat_schedule.empty()
+                          ? m.plan.repeat_count
+                          : static_cast<int>(m.schedule(static_cast<int>(values.at(m.plan.repeat_schedule))).size()) - 1;
 
     jmethodID on_step = nullptr;
     if (listener != nullptr) {
@@ -178,17 +181,17 @@ JNIEXPORT jintArray JNICALL Java_org_lrf_android_LrfNative_nativeGenerate(JNIEnv
       env->DeleteLocalRef(lc);
       if (on_step == nullptr) throw JavaPending{};  // NoSuchMethodError pending
     }
-    const lrf::StepCallback callback = [&](int step, const std::vector<float>&, double ms) {
+    const lrf::StepCallback callback = [&](int step, const lrf::State&, double ms) {
       if (on_step == nullptr) return true;
       const jboolean go = env->CallBooleanMethod(listener, on_step, static_cast<jint>(step), static_cast<jint>(total),
                                                  static_cast<jdouble>(ms));
       // A listener that threw stops the loop; its exception stays pending and propagates.
       return !env->ExceptionCheck() && go == JNI_TRUE;
     };
-    std::vector<float> latent = rt.denoise(rt.noise(static_cast<uint64_t>(seed)), cls, steps, callback);
+    const lrf::State state = rt.iterate(values, callback);
     if (env->ExceptionCheck()) throw JavaPending{};
-    const int height = static_cast<int>(m.image_shape.at(2)), width = static_cast<int>(m.image_shape.at(3));
-    const std::vector<uint8_t> rgb = lrf::to_uint8(rt.decode(latent), height, width);
+    const int height = static_cast<int>(m.image_shape.at(1)), width = static_cast<int>(m.image_shape.at(2));
+    const std::vector<uint8_t> rgb = lrf::rgb_bytes(rt.finish(state, values));
 
     // ARGB_8888 as android.graphics.Bitmap.createBitmap(int[], w, h, ARGB_8888) takes it.
     const size_t pixels = static_cast<size_t>(height) * width;

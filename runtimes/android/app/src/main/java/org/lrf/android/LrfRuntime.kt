@@ -14,8 +14,8 @@ class BundleInfo(json: String) {
     val classNames: List<String> = doc.getJSONArray("class_names").let { a -> List(a.length()) { a.getString(it) } }
     val steps: Int = doc.getInt("steps")
     val offeredSteps: List<Int> = doc.getJSONArray("offered_steps").let { a -> List(a.length()) { a.getInt(it) } }
-    val height: Int = doc.getJSONArray("image_shape").getInt(2)
-    val width: Int = doc.getJSONArray("image_shape").getInt(3)
+    val height: Int = doc.getJSONArray("image_shape").getInt(1) // (1, H, W, 3) pixels
+    val width: Int = doc.getJSONArray("image_shape").getInt(2)
     val artifactBytes: Long = doc.getLong("artifact_bytes")
 }
 

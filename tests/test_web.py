@@ -72,35 +72,33 @@ def test_js_noise_matches_python_bit_for_bit():
         np.testing.assert_array_equal(np.array(got, dtype=np.float32), ref, err_msg=f"seed {seed}, shape {shape}")
 
 
-def test_js_npy_reader_matches_numpy(tmp_path):
-    """npy.js on what NumPy writes: float32/int64/int32, a 0-d array, format 2.0; big-endian and Fortran refused."""
+def test_js_tensor_reader_matches_the_exporter(tmp_path):
+    """tensor.js on what lrf_export.bundle.save_tensor writes: float32/int32/uint8 values exactly;
+    a file of the wrong size and an unknown dtype refused with one line."""
+    from lrf_export.bundle import save_tensor
+
     node = _node()
     rng = np.random.default_rng(0)
-    arrays = {"f32": rng.standard_normal((2, 3, 5)).astype(np.float32), "i64": np.array([3, -7, 2**40], np.int64),
-              "i32": np.arange(6, dtype=np.int32).reshape(2, 3), "scalar": np.array(1.5, np.float32)}
-    for name, a in arrays.items():
-        np.save(tmp_path / f"{name}.npy", a)
-    with open(tmp_path / "v2.npy", "wb") as f:
-        np.lib.format.write_array(f, arrays["f32"], version=(2, 0))
-    arrays["v2"] = arrays["f32"]
-    np.save(tmp_path / "big.npy", arrays["f32"].astype(">f4"))
-    np.save(tmp_path / "fortran.npy", np.asfortranarray(arrays["i32"]))
-    script = ("import { parseNpy } from './src/npy.js'; import { readFileSync } from 'node:fs';"
-              f"const dir = {json.dumps(str(tmp_path))}; const out = {{}};"
-              "for (const n of ['f32', 'i64', 'i32', 'scalar', 'v2', 'big', 'fortran']) {"
-              "  try { const a = parseNpy(readFileSync(`${dir}/${n}.npy`), n);"
-              "        out[n] = { dtype: a.dtype, shape: a.shape, data: Array.from(a.data, String) }; }"
+    arrays = {"f32": rng.standard_normal((2, 3, 5)).astype(np.float32), "i32": np.array([[3], [-7]], np.int32),
+              "u8": np.arange(250, 256, dtype=np.uint8).reshape(1, 2, 3)}
+    specs = {name: save_tensor(tmp_path, name, a) for name, a in arrays.items()}
+    specs["short"] = {**specs["f32"], "shape": [2, 3, 6]}
+    specs["f64"] = {**specs["f32"], "dtype": "float64"}
+    script = ("import { parseTensor } from './src/tensor.js'; import { readFileSync } from 'node:fs';"
+              f"const dir = {json.dumps(str(tmp_path))}; const specs = {json.dumps(specs)}; const out = {{}};"
+              "for (const [n, spec] of Object.entries(specs)) {"
+              "  try { const a = parseTensor(readFileSync(`${dir}/${spec.file}`), spec);"
+              "        out[n] = { dtype: a.dtype, shape: a.shape, data: Array.from(a.data) }; }"
               "  catch (e) { out[n] = { error: e.message }; } }"
               "console.log(JSON.stringify(out));")
     r = subprocess.run([node, "--input-type=module", "-e", script], cwd=WEB, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
-    for name in ("f32", "i64", "i32", "scalar", "v2"):
-        a = arrays[name]
+    for name, a in arrays.items():
         assert got[name]["dtype"] == str(a.dtype) and got[name]["shape"] == list(a.shape), (name, got[name])
-        np.testing.assert_array_equal(np.array(got[name]["data"], dtype=np.float64 if a.dtype.kind == "f" else object)
-                                      .astype(a.dtype), a.ravel(), err_msg=name)
-    assert "not supported" in got["big"]["error"] and "Fortran" in got["fortran"]["error"]
+        np.testing.assert_array_equal(np.array(got[name]["data"]).astype(a.dtype), a.ravel(), err_msg=name)
+    assert "holds 120 bytes" in got["short"]["error"] and "needs 144" in got["short"]["error"]
+    assert "float64" in got["f64"]["error"] and "\n" not in got["f64"]["error"]
 
 
 def _rehash(manifest_path: Path, root: Path, rel: str) -> None:
@@ -114,10 +112,10 @@ def test_web_page_end_to_end(tmp_path):
     node = _node()
     _chromium()
     _node_modules()
+    from lrf_export.bundle import load_tensor, save_tensor
+    from lrf_export.checks import metric
     from lrf_export.exporter import ExportOptions, export_bundles
-    from lrf_export.parity import psnr
     from lrf_export.run import main as lrf_run
-    from lrf_export.run import to_uint8
 
     (result,) = export_bundles(ExportOptions(target="onnx", steps=4, out=str(tmp_path / "bundle")))
     assert result.ok, result.parity
@@ -126,13 +124,12 @@ def test_web_page_end_to_end(tmp_path):
     other_png = tmp_path / f"{OTHER_CLASS}{OTHER_SEED}.png"
     lrf_run([str(bundle), "--class", OTHER_CLASS, "--seed", str(OTHER_SEED), "--out", str(other_png)])
 
-    # A tampered test vector whose sha256 is updated: only the numbers can catch it.
+    # A tampered tensor whose sha256 is updated: only the numbers can catch it.
     tampered = tmp_path / "tampered"
     shutil.copytree(bundle, tampered)
-    rel = manifest["test_vectors"]["trajectory"]["latents"]
-    latents = np.load(tampered / rel)
-    latents[-1] += 0.5
-    np.save(tampered / rel, latents)
+    states = load_tensor(tampered, manifest["tensors"]["trajectory.states"])
+    states[-1] += 0.5
+    rel = save_tensor(tampered, "trajectory.states", states)["file"]
     _rehash(tampered / "manifest.json", tampered, rel)
     # A changed file, manifest untouched: the page must refuse the bundle.
     unhashed = tmp_path / "unhashed"
@@ -164,29 +161,22 @@ def test_web_page_end_to_end(tmp_path):
     assert report["passed"] and not report["failures"], report["failures"]
     assert report["browser"]["crossOriginIsolated"] is True
 
-    gate = manifest["tolerance"]["image_psnr_db"]
-    tv = manifest["test_vectors"]["trajectory"]
-    assert (report["reference"]["class"], report["reference"]["seed"]) == (manifest["class_names"][tv["class_id"]], tv["seed"])
+    image_check = next(c for c in manifest["checks"] if c["kind"] == "plan" and c["compare"] == "output")
+    cls, seed = image_check["inputs"]["class"], image_check["inputs"]["seed"]
+    assert (report["reference"]["class"], report["reference"]["seed"]) == (manifest["class_names"][cls], seed)
     shape = manifest["image"]["shape"]
-    page_ref = np.array(report["reference"]["image"], dtype=np.float32).reshape(shape)
-    assert psnr(page_ref, np.load(bundle / tv["image"])) >= gate
-    page_other = np.array(report["lrf_run"]["image"], dtype=np.float32).reshape(shape)
-    png = np.asarray(Image.open(other_png).convert("RGB"), dtype=np.float64).transpose(2, 0, 1)[None] / 127.5 - 1
-    assert psnr(page_other, png) >= gate
-    # Same uint8 rounding as lrf-run; float differences of ~1e-7 may at most flip a value at a .5 boundary.
-    diff = np.abs(to_uint8(page_other).astype(int) - np.asarray(Image.open(other_png).convert("RGB"), dtype=int))
+    page_ref = np.array(report["reference"]["pixels"], dtype=np.uint8).reshape(shape)
+    assert metric("psnr", page_ref, load_tensor(bundle, manifest["tensors"][image_check["expected"]])) >= image_check["limit"]
+    # The decoder gives the pixels: float differences of ~1e-7 may at most flip a value at a .5 boundary.
+    page_other = np.array(report["lrf_run"]["pixels"], dtype=int).reshape(shape[1:])
+    diff = np.abs(page_other - np.asarray(Image.open(other_png).convert("RGB"), dtype=int))
     assert diff.max() <= 1, diff.max()
 
     st = report["selftest"]
-    assert st["passed"] and report["noise"]["differing"] == 0 and report["noise"]["maxAbs"] == 0
-    names = [c["name"] for c in st["checks"]]
-    n_steps = len(manifest["sampler"]["schedule"]) - 1
-    assert sum(n.startswith("single step") for n in names) == len(manifest["test_vectors"]["steps"])
-    assert sum(n.startswith("trajectory step") for n in names) == n_steps
-    assert any(n.startswith("noise of seed") for n in names) and any(n.startswith("final image") for n in names)
-    assert any(n.startswith("decoder") for n in names)
+    assert st["passed"] and [c["name"] for c in st["checks"]] == [c["name"] for c in manifest["checks"]]
+    assert next(c for c in st["checks"] if c["name"] == "noise")["value"] == 0
     failed = report["corrupt_selftest"]["failed"]
-    assert not report["corrupt_selftest"]["passed"] and any(n.startswith(f"trajectory step {n_steps - 1}") for n in failed), failed
+    assert not report["corrupt_selftest"]["passed"] and failed == ["trajectory"], failed
     assert "sha256" in report["unhashed_bundle"]["error"] and "step.onnx" in report["unhashed_bundle"]["error"]
     with Image.open(shot) as im:
         assert im.format == "PNG" and im.width >= 800

@@ -39,7 +39,7 @@ MIME = {
     ".map": "application/json",
     ".wasm": "application/wasm",
     ".onnx": "application/octet-stream",
-    ".npy": "application/octet-stream",
+    ".bin": "application/octet-stream",
     ".png": "image/png",
     ".md": "text/markdown; charset=utf-8",
 }

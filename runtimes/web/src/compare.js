@@ -1,32 +1,30 @@
-// The parity metrics of export/parity.py, in float64 as there.
+// The checks' metrics, once in JS: lrf_export.checks.metric in float64 (rel, max_abs, psnr on
+// 8-bit pixels). NaN anywhere, or a size mismatch, gives NaN, which never passes.
 
-/** max |got - ref|. */
-export function maxAbs(got, ref) {
-  let m = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(got[i] - ref[i]);
-    if (!(d <= m)) m = d; // NaN propagates
-  }
-  return m;
-}
-
-/** rel error = max |got - ref| / max(max |ref|, 1e-8). */
-export function relError(got, ref) {
+export function metric(name, got, ref) {
+  if (got.length !== ref.length || ref.length === 0) return NaN;
+  let maxDiff = 0;
   let peak = 0;
-  for (let i = 0; i < ref.length; i++) peak = Math.max(peak, Math.abs(ref[i]));
-  return maxAbs(got, ref) / Math.max(peak, 1e-8);
-}
-
-/** PSNR of images in [-1, 1] (peak-to-peak 2): got is clipped, ref is not; Infinity when equal, NaN for NaN. */
-export function psnr(got, ref) {
   let sum = 0;
   for (let i = 0; i < ref.length; i++) {
-    const g = Math.min(Math.max(got[i], -1), 1);
-    const d = g - ref[i];
+    const d = Math.abs(Number(got[i]) - Number(ref[i]));
+    if (Number.isNaN(d)) return NaN;
+    if (d > maxDiff) maxDiff = d;
+    peak = Math.max(peak, Math.abs(Number(ref[i])));
     sum += d * d;
   }
-  const mse = sum / ref.length;
-  return mse === 0 ? Infinity : 10 * Math.log10(4.0 / mse);
+  if (name === "max_abs") return maxDiff;
+  if (name === "rel") return maxDiff / Math.max(peak, 1e-8);
+  if (name === "psnr") {
+    const mse = sum / ref.length;
+    return mse === 0 ? Infinity : 10 * Math.log10((255 * 255) / mse);
+  }
+  throw new Error(`a check uses the metric ${name}, which this page does not know; update the web runtime`);
+}
+
+export function passes(name, value, limit) {
+  if (Number.isNaN(value)) return false;
+  return name === "psnr" ? value >= limit : value <= limit;
 }
 
 export function allFinite(a) {

@@ -2,8 +2,6 @@
 // lists, each checked against its sha256 with crypto.subtle before anything reads a byte.
 // The bytes that were hashed are the bytes used: sessions and test vectors come from here.
 
-import { parseNpy } from "./npy.js";
-
 export const SCHEMA_VERSION = 3; // export/schema/manifest.schema.json (tests/test_schema.py checks it)
 
 export class BundleError extends Error {}
@@ -30,17 +28,14 @@ async function fetchBytes(url, rel) {
   return response.arrayBuffer();
 }
 
-/** What this page runs: an ONNX step-graph bundle of the current schema. One line per problem. */
+/** What this page runs: an ONNX bundle of the current schema (any plan). One line per problem. */
 export function checkManifest(m) {
   if (m.schema_version !== SCHEMA_VERSION) {
     throw new BundleError(`manifest schema version ${m.schema_version} is not ${SCHEMA_VERSION}; re-export the bundle with this lrf-export`);
   }
   if (m.target !== "onnx") throw new BundleError(`this is a ${m.target} bundle; the web page runs ONNX bundles (lrf-export --target onnx)`);
-  if (m.sampler?.graph !== "step") {
-    throw new BundleError(`this bundle has a ${m.sampler?.graph} graph; the web page runs the step graph (lrf-export --graph step)`);
-  }
-  for (const kind of ["step", "decoder"]) {
-    if (!m.artifacts?.[kind]) throw new BundleError(`the manifest lists no ${kind} artifact`);
+  for (const graph of [m.plan?.loop?.graph, m.plan?.end?.graph]) {
+    if (!m.artifacts?.[graph]) throw new BundleError(`the plan runs a ${graph} graph the manifest does not list; re-export the bundle`);
   }
   if (!m.sampler.schedules || !Object.keys(m.sampler.schedules).length) throw new BundleError("the manifest offers no schedules");
   if (!m.files || !Object.keys(m.files).length) throw new BundleError("the manifest lists no files to verify");
@@ -89,9 +84,4 @@ export function fileBytes(bundle, rel) {
   const bytes = bundle.files.get(rel);
   if (!bytes) throw new BundleError(`${rel} is not a verified file of this bundle (the manifest does not hash it)`);
   return bytes;
-}
-
-/** A verified .npy test vector. */
-export function loadArray(bundle, rel) {
-  return parseNpy(fileBytes(bundle, rel), rel);
 }

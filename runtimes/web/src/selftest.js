@@ -1,80 +1,66 @@
-// The self-test: the bundle's test vectors, run in this browser, judged as export/parity.py
-// judges them with the manifest's tolerance. Checks: every single step, the portable noise of
-// the trajectory seed against trajectory_latents[0], the whole trajectory step by step (from the
-// reference noise, as parity.py), the decoder on the reference final latent, and the final image.
+// The self-test: the manifest's "checks" run in this browser with one implementation of each
+// metric (compare.js), the same list, metrics and table as export/checks.py (Python),
+// lrf-native --selftest (C++) and the Swift package; tests/test_selftest_agreement.py compares
+// their verdicts check by check.
 
-import { loadArray } from "./manifest.js";
-import { allFinite, maxAbs, psnr, relError } from "./compare.js";
+import { fileBytes } from "./manifest.js";
+import { metric, passes } from "./compare.js";
+import { noiseArray } from "./noise.js";
+import { parseTensor } from "./tensor.js";
 
-// The noise is no model output: it must equal Python's up to float32 rounding, whatever the precision.
-export const NOISE_REL = 1e-6;
-
-function differing(got, ref) {
-  let n = 0;
-  for (let i = 0; i < ref.length; i++) if (got[i] !== ref[i]) n++;
-  return n;
+/** A verified bundle tensor by its manifest name. */
+export function loadTensor(bundle, name) {
+  const spec = bundle.manifest.tensors[name];
+  if (!spec) throw new Error(`the bundle has no tensor ${name}; re-export it`);
+  return parseTensor(fileBytes(bundle, spec.file), spec);
 }
 
-/** Slice ``index`` of the leading axis of an .npy array (e.g. one latent of the trajectory). */
-function row(array, index) {
-  const size = array.data.length / array.shape[0];
-  return array.data.slice(index * size, (index + 1) * size);
-}
-
-/**
- * Run the self-test; ``onCheck(check)`` as each check finishes. Returns
- * {passed, tolerance, checks: [{name, metric, value, limit, pass, gated, maxAbs?, detail?}], noise}.
- */
-export async function runSelfTest(sampler, onCheck = () => {}) {
-  const bundle = sampler.bundle;
-  const m = sampler.manifest;
-  const tol = m.tolerance;
-  const tv = m.test_vectors;
-  const checks = [];
-  const add = (check) => {
-    checks.push(check);
-    onCheck(check);
-  };
-  const relCheck = (name, got, ref, limit, extra = {}) =>
-    add({ name, metric: "rel", value: relError(got, ref), maxAbs: maxAbs(got, ref), limit, gated: true,
-          pass: allFinite(got) && relError(got, ref) <= limit, ...extra });
-  const psnrCheck = (name, got, ref) => {
-    const value = psnr(got, ref);
-    add({ name, metric: "PSNR dB", value, limit: tol.image_psnr_db, gated: true, pass: !Number.isNaN(value) && value >= tol.image_psnr_db });
-  };
-
-  for (const [k, c] of tv.steps.entries()) {
+/** What this runtime gives for one check (export/checks.py run_check). */
+async function runCheck(rt, check) {
+  const bundle = rt.bundle;
+  if (check.kind === "noise") return noiseArray(check.seed, bundle.manifest.tensors[check.expected].shape.slice(1));
+  if (check.kind === "graph") {
     const feeds = {};
-    for (const [name, rel] of Object.entries(c)) if (name !== "next_latent") feeds[name] = loadArray(bundle, rel).data;
-    const got = (await sampler.run("step", feeds)).next_latent;
-    relCheck(`single step ${k} (t=${feeds.t[0].toFixed(4)})`, got, loadArray(bundle, c.next_latent).data, tol.step_rel);
+    for (const [input, tensor] of Object.entries(check.feeds)) feeds[input] = loadTensor(bundle, tensor).data;
+    return (await rt.run(check.graph, feeds))[check.output];
   }
-
-  const traj = loadArray(bundle, tv.trajectory.latents);
-  const schedule = sampler.schedule();
-  if (traj.shape[0] !== schedule.length) {
-    throw new Error(`trajectory_latents holds ${traj.shape[0]} latents, the schedule has ${schedule.length} points`);
-  }
-  const refNoise = row(traj, 0);
-  const jsNoise = sampler.noise(tv.trajectory.seed);
-  const noise = { seed: tv.trajectory.seed, maxAbs: maxAbs(jsNoise, refNoise), differing: differing(jsNoise, refNoise), count: refNoise.length };
-  relCheck(`noise of seed ${tv.trajectory.seed} (noise.js) vs trajectory_latents[0]`, jsNoise, refNoise, NOISE_REL,
-           { detail: `${noise.differing} of ${noise.count} values differ` });
-
-  const final = await sampler.denoise(refNoise, tv.trajectory.class_id, null, (i, z) => {
-    relCheck(`trajectory step ${i} (t ${schedule[i]} → ${schedule[i + 1]})`, z, row(traj, i + 1), tol.step_rel);
+  const values = rt.inputs(check.inputs);
+  if (check.compare === "output") return rt.finish(await rt.iterate(values), values);
+  const states = [];
+  await rt.iterate(values, (_i, state) => {
+    for (const value of Object.values(state)) states.push(...value);
   });
-  const refImage = loadArray(bundle, tv.trajectory.image).data;
-  const image = await sampler.decode(final);
-  psnrCheck(`final image (class ${m.class_names[tv.trajectory.class_id]}, seed ${tv.trajectory.seed})`, image, refImage);
-  psnrCheck("decoder on the reference final latent", await sampler.decode(row(traj, traj.shape[0] - 1)), refImage);
+  return states;
+}
 
-  if (m.artifacts.encoder && tv.encoder) {
-    const enc = await sampler.encode(loadArray(bundle, tv.encoder.image).data);
-    const ref = loadArray(bundle, tv.encoder.latent).data;
-    add({ name: "encoder (reported, not gated: as in export/parity.py)", metric: "rel", value: relError(enc, ref),
-          maxAbs: maxAbs(enc, ref), limit: null, gated: false, pass: allFinite(enc) });
+const fmt = (name, v) => (Number.isNaN(v) ? "nan" : !Number.isFinite(v) ? "inf" : name === "psnr" ? v.toFixed(2) : v.toExponential(3));
+
+/** The table every runtime prints (export/checks.py table). */
+export function table(checks) {
+  const pad = (s, n, left = true) => (left ? s.padEnd(n) : s.padStart(n));
+  const lines = [`${pad("check", 12)} ${pad("metric", 8)} ${pad("value", 10, false)} ${pad("limit", 10, false)}  verdict`];
+  for (const c of checks) {
+    lines.push(`${pad(c.name, 12)} ${pad(c.metric, 8)} ${pad(fmt(c.metric, c.value), 10, false)} ` +
+               `${pad(fmt(c.metric, c.limit), 10, false)}  ${c.passed ? "pass" : "FAIL"}`);
   }
-  const passed = checks.every((c) => !c.gated || c.pass);
-  return { passed, tolerance: tol, checks, noise, image };
+  lines.push(`self-test: ${checks.every((c) => c.passed) ? "PASS" : "FAIL"}`);
+  return lines.join("\n");
+}
+
+/** Run every check; ``onCheck(check)`` as each finishes. Returns {passed, checks: [{name, metric, value, limit, passed}], table}. */
+export async function runSelfTest(rt, onCheck = () => {}) {
+  const checks = [];
+  for (const check of rt.manifest.checks) {
+    const ref = loadTensor(rt.bundle, check.expected).data;
+    let value;
+    try {
+      value = metric(check.metric, await runCheck(rt, check), ref);
+    } catch (e) {
+      throw new Error(`check ${check.name}: ${e.message}`);
+    }
+    const result = { name: check.name, metric: check.metric, value, limit: check.limit, passed: passes(check.metric, value, check.limit) };
+    checks.push(result);
+    onCheck(result);
+  }
+  return { passed: checks.length > 0 && checks.every((c) => c.passed), checks, table: table(checks) };
 }

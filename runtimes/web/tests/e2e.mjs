@@ -1,11 +1,11 @@
 // End-to-end check and benchmark of the web page in Debian's Chromium, through playwright-core.
 // The page must already be served (serve.py); this script only drives a browser.
 //
-// Test mode: generate the bundle's trajectory case (class/seed of test_vectors.trajectory) and
-// compare the float image with test_vectors/trajectory_image.npy; generate another class/seed and
-// compare with lrf-run's PNG; check the canvas shows exactly the uint8 image, upscaled without
-// smoothing; run the Self-test (must pass); open a tampered copy of the bundle (one .npy changed,
-// its sha256 updated) and require that its Self-test fails on the numbers; save a screenshot.
+// Test mode: generate the case of the bundle's whole-plan "output" check from the form and
+// compare its pixels with the check's expected tensor; generate another class/seed and compare
+// with lrf-run's PNG; check the canvas shows exactly the pixels, upscaled without smoothing; run
+// the Self-test (must pass); open a tampered copy of the bundle (one tensor changed, its sha256
+// updated) and require that its Self-test fails on the numbers; save a screenshot.
 //
 //   node tests/e2e.mjs --url http://127.0.0.1:PORT/ --out report.json --screenshot shot.png \
 //     --other-png other.png --other-class ship --other-seed 7 --corrupt-bundle ./bundle-bad/ \
@@ -23,8 +23,8 @@ import { parseArgs } from "node:util";
 
 import { chromium } from "playwright-core";
 
-import { parseNpy } from "../src/npy.js";
-import { psnr } from "../src/compare.js";
+import { metric } from "../src/compare.js";
+import { parseTensor } from "../src/tensor.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -88,7 +88,7 @@ async function waitState(page, states) {
   return page.evaluate(() => document.getElementById("status").dataset.state);
 }
 
-/** Pick class/seed/steps in the form, click Generate, return window.lrfResult (float image as an array). */
+/** Pick class/seed/steps in the form, click Generate, return window.lrfResult (pixels as an array). */
 async function generate(page, { className, seed, steps }) {
   await page.selectOption("#class", { label: className });
   await page.fill("#seed", String(seed));
@@ -97,15 +97,15 @@ async function generate(page, { className, seed, steps }) {
   await waitState(page, ["done"]);
   return page.evaluate(() => {
     const r = window.lrfResult;
-    return { ...r, image: Array.from(r.image), rgba: Array.from(r.rgba) };
+    return { ...r, pixels: Array.from(r.pixels), rgba: Array.from(r.rgba) };
   });
 }
 
-/** The canvas, read back: is it the uint8 image, each pixel a uniform block (no smoothing)? */
+/** The canvas, read back: is it the pixels, each pixel a uniform block (no smoothing)? */
 async function canvasMatches(page) {
   return page.evaluate(() => {
     const { rgba, shape } = window.lrfResult;
-    const [, , h, w] = shape;
+    const [, h, w] = shape;
     const canvas = document.getElementById("canvas");
     const px = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
     const sy = canvas.height / h;
@@ -122,7 +122,7 @@ async function canvasMatches(page) {
   });
 }
 
-/** Decode a PNG (lrf-run's output) in the page: (1, 3, H, W) in [-1, 1] and the uint8 RGB. */
+/** Decode a PNG (lrf-run's output) in the page: its RGB values (H, W, 3) and RGBA bytes. */
 async function decodePng(page, path) {
   const b64 = readFileSync(path).toString("base64");
   return page.evaluate(async (data) => {
@@ -132,10 +132,8 @@ async function decodePng(page, path) {
     const ctx = c.getContext("2d");
     ctx.drawImage(bmp, 0, 0);
     const px = ctx.getImageData(0, 0, bmp.width, bmp.height).data;
-    const plane = bmp.width * bmp.height;
-    const chw = new Array(3 * plane);
-    for (let ch = 0; ch < 3; ch++) for (let p = 0; p < plane; p++) chw[ch * plane + p] = px[4 * p + ch] / 127.5 - 1;
-    return { width: bmp.width, height: bmp.height, chw, rgba: Array.from(px) };
+    const rgb = Array.from(px).filter((_v, i) => i % 4 !== 3);
+    return { width: bmp.width, height: bmp.height, rgb, rgba: Array.from(px) };
   }, b64);
 }
 
@@ -173,7 +171,7 @@ function stats(xs) {
 async function runTest(browser, manifest) {
   const report = { mode: "test", url: base, threads: threadList[0] };
   const tol = manifest.tolerance;
-  const tv = manifest.test_vectors.trajectory;
+  const imageCheck = manifest.checks.find((c) => c.kind === "plan" && c.compare === "output");
   const page = await openPage(browser, { threads: threadList[0] });
   const env = await page.evaluate(() => ({ crossOriginIsolated, userAgent: navigator.userAgent, cores: navigator.hardwareConcurrency }));
   report.browser = env;
@@ -182,31 +180,33 @@ async function runTest(browser, manifest) {
   if (args["other-png"]) {
     const other = await generate(page, { className: args["other-class"], seed: Number(args["other-seed"]) });
     const png = await decodePng(page, args["other-png"]);
-    const value = psnr(other.image, png.chw);
+    const value = metric("psnr", other.pixels, png.rgb);
     const diff = uint8Diff(other.rgba, png.rgba);
     report.lrf_run = { class: args["other-class"], seed: Number(args["other-seed"]), psnr_db: value, uint8_max_diff: diff.max,
-                       uint8_differing: diff.differing, step_ms: other.stepMs, image: other.image };
+                       uint8_differing: diff.differing, step_ms: other.stepMs, pixels: other.pixels };
     check(value >= tol.image_psnr_db, `${args["other-class"]} seed ${args["other-seed"]}: PSNR ${value.toFixed(2)} dB against lrf-run's PNG ` +
           `(gate ${tol.image_psnr_db} dB; uint8 max diff ${diff.max}, ${diff.differing} values differ)`);
   }
 
-  const refImage = parseNpy(await fetchBytes(`bundle/${manifest.test_vectors.trajectory.image}`), "trajectory_image.npy").data;
-  const className = manifest.class_names[tv.class_id];
-  const traj = await generate(page, { className, seed: tv.seed, steps: manifest.sampler.steps });
-  const value = psnr(traj.image, refImage);
-  report.reference = { class: className, seed: tv.seed, steps: manifest.sampler.steps, psnr_db: value, gate_db: tol.image_psnr_db,
-                       step_ms: traj.stepMs, decode_ms: traj.decodeMs, image: traj.image };
-  check(value >= tol.image_psnr_db, `${className} seed ${tv.seed}: PSNR ${value.toFixed(2)} dB against test_vectors/trajectory_image.npy (gate ${tol.image_psnr_db} dB)`);
+  const spec = manifest.tensors[imageCheck.expected];
+  const refPixels = parseTensor(await fetchBytes(`bundle/${spec.file}`), spec).data;
+  const { class: classId, seed, steps } = imageCheck.inputs;
+  const className = manifest.class_names[classId];
+  const traj = await generate(page, { className, seed, steps });
+  const value = metric("psnr", traj.pixels, refPixels);
+  report.reference = { class: className, seed, steps, psnr_db: value, gate_db: imageCheck.limit,
+                       step_ms: traj.stepMs, decode_ms: traj.decodeMs, pixels: traj.pixels };
+  check(value >= imageCheck.limit, `${className} seed ${seed}: PSNR ${value.toFixed(2)} dB against ${spec.file} (gate ${imageCheck.limit} dB)`);
   const canvas = await canvasMatches(page);
   report.canvas = canvas;
-  check(canvas.mismatched === 0, `canvas shows the uint8 image upscaled ${canvas.scale}x without smoothing (${canvas.mismatched} of ${canvas.pixels} pixels differ)`);
+  check(canvas.mismatched === 0, `canvas shows the pixels upscaled ${canvas.scale}x without smoothing (${canvas.mismatched} of ${canvas.pixels} pixels differ)`);
 
   const st = await selfTest(page);
   report.selftest = st;
-  const bad = st.checks.filter((c) => c.gated && !c.pass).map((c) => c.name);
+  const bad = st.checks.filter((c) => !c.passed).map((c) => c.name);
   check(st.passed, `self-test passes (${st.checks.length} checks${bad.length ? `; failed: ${bad.join(", ")}` : ""})`);
-  report.noise = st.noise;
-  check(st.noise.differing === 0, `JS noise of seed ${st.noise.seed} equals Python's trajectory_latents[0] (max abs diff ${st.noise.maxAbs})`);
+  const noise = st.checks.find((c) => c.name === "noise");
+  check(noise?.value === 0, `JS noise equals Python's (max abs diff ${noise?.value})`);
   if (args.screenshot) {
     await page.screenshot({ path: args.screenshot, fullPage: true });
     report.screenshot = args.screenshot;
@@ -218,7 +218,7 @@ async function runTest(browser, manifest) {
     const loaded = await bad.evaluate(() => document.getElementById("status").dataset.state === "ready");
     check(loaded, "the tampered bundle still passes the sha256 check (its manifest was updated)");
     const cst = await selfTest(bad);
-    const failed = cst.checks.filter((c) => c.gated && !c.pass).map((c) => c.name);
+    const failed = cst.checks.filter((c) => !c.passed).map((c) => c.name);
     report.corrupt_selftest = { passed: cst.passed, failed };
     check(!cst.passed && failed.length > 0, `the tampered bundle's self-test fails on the numbers (${failed.join("; ") || "nothing failed"})`);
     await bad.close();
@@ -267,7 +267,7 @@ async function runBench(browser, manifest) {
                                                 shown: document.getElementById("memory").textContent }));
     const run = { threads, cross_origin_isolated: env.crossOriginIsolated, step_ms: stats(stepMs), decode_ms: stats(decodeMs),
                   image_ms: stats(totalMs), memory, selftest_passed: st.passed,
-                  selftest: st.checks.map((c) => ({ name: c.name, metric: c.metric, value: c.value, limit: c.limit, pass: c.pass, gated: c.gated })) };
+                  selftest: st.checks };
     report.runs.push(run);
     check(st.passed, `${manifest.precision} ${threads} thread(s): self-test passes`);
     console.log(`${manifest.precision} threads=${threads}: step median ${run.step_ms.median.toFixed(2)} ms, p90 ${run.step_ms.p90.toFixed(2)} ms, ` +

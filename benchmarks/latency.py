@@ -102,9 +102,10 @@ def onnx_runtime(bundle: Path, threads: int, images: int, warmup: int) -> dict:
     for img in range(warmup + images):
         per: list[float] = []
         t_img = time.perf_counter()
-        z = rt.denoise(rt.noise(img), img % 10, callback=lambda i, _z, s: per.append(1000 * s))
+        state = rt.iterate(rt.inputs({"class": img % len(rt.manifest["class_names"]), "seed": img}),
+                           callback=lambda i, _state, s: per.append(1000 * s))
         t0 = time.perf_counter()
-        rt.decode(z)
+        rt.finish(state)
         dec = 1000 * (time.perf_counter() - t0)
         if img >= warmup:
             steps += per

@@ -55,9 +55,9 @@ def worker_onnx(bundle: str) -> dict:
     stages = {"after_import": reading()}
     rt = BundleRuntime(bundle)
     stages["after_load"] = reading()
-    latent = rt.denoise(rt.noise(0), 3)
+    state = rt.iterate(rt.inputs({"class": 3, "seed": 0}))
     stages["after_denoise"] = reading()
-    rt.decode(latent)
+    rt.finish(state)
     stages["after_decode"] = reading()
     assert "torch" not in sys.modules, "the ONNX Runtime path must not import torch"
     return stages

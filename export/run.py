@@ -86,7 +86,7 @@ class BundleRuntime:
 
     def inputs(self, given: dict[str, object] | None = None) -> dict[str, object]:
         """The plan's inputs: ``given`` (by name; a class by name or index) checked, the rest defaulted."""
-        given = dict(given or {})
+        given = {k: v for k, v in (given or {}).items() if v is not None}
         values: dict[str, object] = {}
         for spec in self.plan["inputs"]:
             name, kind = spec["name"], spec["kind"]

@@ -71,9 +71,9 @@ def generate_bundle(path: Path, labels: list[int], seeds: list[int], steps: int,
                        "re-export it with --recursions or omit --recursions")
     images = []
     for label, seed in tqdm(list(zip(labels, seeds)), desc=f"generate ({m['target']} {m['precision']})", leave=False):
-        z = rt.denoise(rt.noise(seed), label, steps, cfg=cfg)
-        images.append(torch.from_numpy(np.asarray(rt.decode(z), dtype=np.float32)))
-    return torch.cat(images).clamp(-1, 1), {"runtime": m["target"], "precision": m["precision"],
+        pixels = rt.generate({"class": label, "seed": seed, "steps": steps, "cfg": cfg})
+        images.append(images_to_tensor(pixels.astype(np.uint8)))
+    return torch.cat(images), {"runtime": m["target"], "precision": m["precision"],
                                             "recursions": m["sampler"]["recursions"], "class_names": m["class_names"]}
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from lrf_export import cli as export_cli
 from lrf_export import run as run_cli
-from lrf_export.bundle import load_manifest
+from lrf_export.bundle import load_manifest, load_tensor, save_tensor
 from lrf_export.exporter import ExportOptions, export_bundles
 from lrf_export.parity import check_bundle
 from lrf_export.passes.static_shapes import trace
@@ -56,11 +56,11 @@ def test_export_passes_parity_gate(tiny_bundle, tmp_path, target, quantize):
         heavy = {op for op in lowering["portable_ops"] if any(k in op for k in ("linear", "mm", "conv", "softmax", "mul", "div"))}
         assert not heavy, heavy
     # The gate is real: a corrupted reference makes the same artifacts fail.
-    ref = tmp_path / "b" / m["test_vectors"]["trajectory"]["latents"]
-    arr = np.load(ref)
-    arr[-1] += 0.5
-    np.save(ref, arr)
-    assert check_bundle(tmp_path / "b")["passed"] is False
+    states = load_tensor(tmp_path / "b", m["tensors"]["trajectory.states"])
+    states[-1] += 0.5
+    save_tensor(tmp_path / "b", "trajectory.states", states)
+    report = check_bundle(tmp_path / "b")
+    assert report["passed"] is False and [c["name"] for c in report["checks"] if not c["passed"]] == ["trajectory"]
 
 
 @pytest.mark.parametrize("quantize", ["none", "int8"])
@@ -80,8 +80,9 @@ def test_fused_and_step_graphs_agree(ckpt, tiny_bundle, tmp_path):
     fused = BundleRuntime(export(ckpt, tmp_path / "f", target="onnx", graph="fused").path)
     assert fused.manifest["sampler"]["schedules"] == {"2": [1.0, 0.5, 0.0]}  # a fused graph runs its own N only
     assert fused.manifest["artifacts"].keys() == {"fused", "decoder", "encoder"}
-    noise = step.noise(3)
-    np.testing.assert_allclose(step.denoise(noise, 4), fused.denoise(noise, 4), atol=1e-5)
+    given = {"class": 4, "seed": 3}
+    np.testing.assert_allclose(step.iterate(step.inputs(given))["latent"], fused.iterate(fused.inputs(given))["latent"],
+                               atol=1e-5)
 
 
 def test_unrolled_size_does_not_grow_with_steps(ckpt, tmp_path):

@@ -1,7 +1,9 @@
-"""The Swift tests' fixtures (noise values, .npy files) must be what the Python reference makes now.
+"""The Swift tests' fixtures (noise values, raw tensors and their error messages, metric values,
+the self-test table) must be what the Python reference makes now.
 
 The iOS package cannot be built on Linux; this keeps its expected values from drifting when
-lrf_model/noise.py changes, so a Mac's `swift test` checks against the real reference.
+lrf_model/noise.py, export/bundle.py or export/checks.py change, so a Mac's `swift test` checks
+against the real reference.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from lrf_export import run as run_cli
-from lrf_export.bundle import MANIFEST, load_manifest, sha256_file
+from lrf_export.bundle import MANIFEST, load_manifest, load_tensor, save_tensor, sha256_file
+from lrf_export.checks import metric
 from lrf_model.generate import main as generate_main
 
 NATIVE = Path(__file__).resolve().parents[1] / "runtimes" / "native"
@@ -51,11 +52,6 @@ def rehash(bundle: Path) -> None:
     (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
-def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean(((a.astype(np.float64) - b) / 127.5) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
-
-
 @pytest.mark.parametrize("quantize", ["none", "int8"])
 def test_selftest_passes_on_fresh_bundles(lrf_native, tiny_bundle, quantize):
     bundle = tiny_bundle("executorch", quantize).path
@@ -64,9 +60,9 @@ def test_selftest_passes_on_fresh_bundles(lrf_native, tiny_bundle, quantize):
     report = json.loads(result.stdout)
     names = [c["name"] for c in report["selftest"]]
     assert report["passed"] and all(c["passed"] for c in report["selftest"])
-    assert names[:2] == ["single step 0", "single step 1"] and "noise of seed 0" in names
-    assert {"trajectory step 0", "trajectory step 1", "decoder", "final image"} <= set(names)
-    noise = next(c for c in report["selftest"] if c["name"] == "noise of seed 0")
+    assert names == [c["name"] for c in load_manifest(bundle)["checks"]]  # the bundle's own list, all of it
+    assert {"noise", "step0", "trajectory", "image", "decoder", "encoder"} <= set(names)
+    noise = next(c for c in report["selftest"] if c["name"] == "noise")
     assert noise["value"] <= 1e-6  # the C++ PRNG reproduces the Python noise
     assert report["precision"] == ("int8" if quantize == "int8" else "fp32")
 
@@ -74,18 +70,22 @@ def test_selftest_passes_on_fresh_bundles(lrf_native, tiny_bundle, quantize):
 def test_selftest_fails_on_a_corrupted_test_vector(lrf_native, tiny_bundle, tmp_path):
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle("executorch").path, bundle)
-    ref = bundle / "test_vectors" / "trajectory_latents.npy"
-    latents = np.load(ref)
-    latents[-1] += 0.5
-    np.save(ref, latents)
+    spec = load_manifest(bundle)["tensors"]["trajectory.states"]
+    states = load_tensor(bundle, spec)
+    states[-1] += 0.5
+    save_tensor(bundle, "trajectory.states", states)
     tampered = native(lrf_native, bundle, "--selftest")  # first the hash check catches it
-    assert tampered.returncode == 2 and "trajectory_latents.npy does not match its sha256" in tampered.stderr
+    assert tampered.returncode == 2 and "trajectory.states.bin does not match its sha256" in tampered.stderr
     rehash(bundle)
     result = native(lrf_native, bundle, "--selftest")
     assert result.returncode == 1, result.stdout
-    failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
-    assert failed and all("trajectory step 1" in line or "decoder" in line for line in failed), result.stdout
-    assert "self-test FAILED" in result.stdout
+    failed = [line.split()[0] for line in result.stdout.splitlines()[1:-1] if line.endswith("FAIL")]
+    assert failed == ["trajectory"], result.stdout
+    assert result.stdout.rstrip().endswith("self-test: FAIL")
+    (bundle / spec["file"]).write_bytes(b"\0" * 7)  # a tensor of the wrong size: one line, not a misread
+    rehash(bundle)
+    short = native(lrf_native, bundle, "--selftest")
+    assert short.returncode == 2 and "trajectory.states.bin holds 7 bytes" in short.stderr, short.stderr
 
 
 def test_same_seed_same_image_as_lrf_run_and_lrf_generate(lrf_native, tiny_bundle, export_checkpoint, tmp_path, capsys):
@@ -101,7 +101,7 @@ def test_same_seed_same_image_as_lrf_run_and_lrf_generate(lrf_native, tiny_bundl
     gate = load_manifest(bundle)["tolerance"]["image_psnr_db"]
     assert images["native"].shape == (32, 32, 3)
     assert np.abs(images["native"] - images["run"]).max() <= 1  # the same runtime's kernels, from C++ and Python
-    assert psnr_uint8(images["native"], images["generate"]) >= gate
+    assert metric("psnr", images["native"], images["generate"]) >= gate
     assert len(np.unique(images["native"])) > 10  # a real image, not a constant
 
 

@@ -1,6 +1,6 @@
 // swift-tools-version:5.9
-// LRF on iOS/macOS: the LRFRuntime library (bundle manifest, portable noise, .npy reader, the
-// sampler loop, Core ML runners, self-test, memory) and, on a Mac, the LRFApp demo executable.
+// LRF on iOS/macOS: the LRFRuntime library (bundle manifest, portable noise, raw tensor reader,
+// the plan executor, Core ML runners, self-test, memory) and, on a Mac, the LRFApp demo executable.
 // See README.md for how to build, test and put the same App/ sources into an iOS app target.
 import PackageDescription
 
@@ -10,7 +10,7 @@ var products: [Product] = [
 
 var targets: [Target] = [
     // Swift + Foundation; the Core ML, CoreGraphics and Mach parts are behind `#if canImport(...)`,
-    // so the manifest, noise, .npy, schedule and loop also build on Linux, where swift-crypto
+    // so the manifest, noise, tensors, plan and self-test also build on Linux, where swift-crypto
     // stands in for CryptoKit (SHA-256 of bundle files).
     .target(
         name: "LRFRuntime",

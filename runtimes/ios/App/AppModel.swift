@@ -2,8 +2,8 @@ import CoreGraphics
 import Foundation
 import LRFRuntime
 
-/// The app's state. All sampler work happens in `LRFRuntime.Generator` (the mirror of
-/// `export/run.py`) on a detached task; this class only moves numbers to the screen.
+/// The app's state. All sampling happens in `LRFRuntime.Generator` (the bundle's plan, executed
+/// as `export/run.py` does) on a detached task; this class only moves numbers to the screen.
 @MainActor
 final class AppModel: ObservableObject {
     enum Phase: Equatable {
@@ -81,8 +81,8 @@ final class AppModel: ObservableObject {
             let compiled = report.compileSeconds.isEmpty
                 ? "models from the compile cache"
                 : "compiled " + report.compileSeconds.keys.sorted().joined(separator: ", ")
-            bundleSummary = "\(root.lastPathComponent): \(manifest.model?.name ?? "model"), \(manifest.precision), "
-                + "\(manifest.sampler.graph) graph, cfg \(manifest.sampler.cfg); \(compiled); "
+            bundleSummary = "\(root.lastPathComponent): \(manifest.model.name), \(manifest.precision), "
+                + "\(manifest.plan.loop.graph) graph, cfg \(manifest.sampler.cfg); \(compiled); "
                 + String(format: "ready in %.1f s", report.seconds)
             memory = Memory.snapshot()
             phase = .ready
@@ -99,8 +99,7 @@ final class AppModel: ObservableObject {
             errorText = "the seed must be a whole number"
             return
         }
-        let classIndex = self.classIndex
-        let steps = self.steps
+        let request = BundleRuntime.Request(className: String(classIndex), seed: seed, steps: steps)
         runID += 1
         let id = runID
         phase = .generating
@@ -111,7 +110,7 @@ final class AppModel: ObservableObject {
         peakFootprint = nil
         errorText = nil
         let work = Task.detached(priority: .userInitiated) { () throws -> Generation in
-            try generator.generate(classIndex: classIndex, seed: seed, steps: steps) { step in
+            try generator.generate(request) { step in
                 let fraction = step.fraction
                 let label = "step \(step.step + 1)/\(step.total)"
                 let millis = step.seconds * 1000
@@ -168,7 +167,8 @@ final class AppModel: ObservableObject {
             peakFootprint = Swift.max(peakFootprint ?? 0, footprint)
         }
         image = generation.rgb.cgImage()
-        caption = "\(generation.className), seed \(generation.seed), \(generation.steps) steps"
+        caption = "\(generation.className ?? "image"), seed \(generation.seed.map { String($0) } ?? "-"), "
+            + "\(generation.steps ?? generation.iterations) steps"
         phase = .ready
     }
 

@@ -136,11 +136,8 @@ struct ContentView: View {
                       systemImage: report.passed ? "checkmark.seal.fill" : "xmark.octagon.fill")
                     .foregroundStyle(report.passed ? Color.green : Color.red)
                     .font(.headline)
-                ForEach(report.failures, id: \.self) { failure in
-                    Text(failure)
-                        .foregroundStyle(.red)
-                }
-                Text(report.description)
+                // The table every runtime prints, so it can be compared with lrf-native's line by line.
+                Text(report.table)
                     .font(.caption.monospaced())
                     .textSelection(.enabled)
             }

@@ -16,6 +16,11 @@
 //
 //   node tests/e2e.mjs --mode bench --url http://127.0.0.1:PORT/ --threads 1,2 --images 20 --out bench.json
 //
+// Self-test mode: open the page, run its Self-test and report the checks (for
+// tests/test_selftest_agreement.py, which compares the verdicts with Python's and lrf-native's).
+//
+//   node tests/e2e.mjs --mode selftest --url http://127.0.0.1:PORT/ --out selftest.json
+//
 // Exit status 0 when every check passes; the JSON report says what was measured either way.
 
 import { readFileSync, writeFileSync } from "node:fs";
@@ -278,12 +283,21 @@ async function runBench(browser, manifest) {
   return report;
 }
 
+async function runSelfTestOnly(browser) {
+  const page = await openPage(browser, { threads: threadList[0] });
+  const st = await selfTest(page);
+  await page.close();
+  return { mode: "selftest", url: base, selftest: st };
+}
+
 async function main() {
   const manifest = JSON.parse(new TextDecoder().decode(await fetchBytes("bundle/manifest.json")));
   const browser = await chromium.launch({ executablePath: args.chromium, headless: true, args: LAUNCH_ARGS, timeout: timeoutMs });
   let report;
   try {
-    report = args.mode === "bench" ? await runBench(browser, manifest) : await runTest(browser, manifest);
+    const run = { bench: runBench, selftest: runSelfTestOnly, test: runTest }[args.mode];
+    if (!run) throw new Error(`unknown --mode ${args.mode}; use test, bench or selftest`);
+    report = await run(browser, manifest);
     report.chromium = browser.version();
   } catch (e) {
     failures.push(e.message);

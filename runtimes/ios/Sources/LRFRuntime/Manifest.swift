@@ -1,13 +1,12 @@
 import Foundation
 
 /// A named, static-shaped tensor of an artifact (`export/graphs.py:TensorSpec.as_dict`).
-public struct TensorSpec: Codable, Equatable, Sendable {
+public struct TensorSpec: Decodable, Equatable, Sendable {
     public let name: String
     public let shape: [Int]
-    /// NumPy dtype name: "float32" | "int32" | "int64" (class_id is int32 on Core ML).
-    public let dtype: String
+    public let dtype: Tensor.DType
 
-    public init(name: String, shape: [Int], dtype: String) {
+    public init(name: String, shape: [Int], dtype: Tensor.DType) {
         self.name = name
         self.shape = shape
         self.dtype = dtype
@@ -16,35 +15,33 @@ public struct TensorSpec: Codable, Equatable, Sendable {
     public var count: Int { shape.reduce(1, *) }
 }
 
-/// A bundle's `manifest.json` (written by `export/exporter.py` and `export/bundle.py`).
+/// A bundle's `manifest.json`, whose one definition is export/schema/manifest.schema.json.
 ///
 /// `Manifest.load(from:verify:)` does what `export/bundle.py:load_manifest` does, in the same
-/// order and with the same messages: the manifest exists and parses, `schema_version` is 2, and
-/// (with `verify`) every file listed under `files` exists and matches its sha256, files inside
-/// the `.mlpackage` directories included. Nothing else reads a byte of a bundle before that.
-public struct Manifest: Codable, Sendable {
+/// order and with the same messages: the manifest exists and parses, `schema_version` is this
+/// runtime's, and (with `verify`) every file listed under `files` matches its sha256, files
+/// inside the `.mlpackage` directories included. Then every name the plan uses is resolved
+/// (as runtimes/native/src/manifest.cpp does), so that running it can only fail on numbers.
+/// Nothing else reads a byte of a bundle before that.
+public struct Manifest: Decodable, Sendable {
     /// `export/schema/manifest.schema.json` (tests/test_schema.py checks this copy).
     public static let schemaVersion = 3
     /// `export/bundle.py:MANIFEST`.
     public static let fileName = "manifest.json"
 
-    public struct Model: Codable, Sendable {
+    public struct Model: Decodable, Sendable {
         public let name: String
     }
 
-    public struct Sampler: Codable, Sendable {
-        /// "step" (the runtime loops over the step graph) or "fused" (one graph for all steps).
+    public struct Sampler: Decodable, Sendable {
+        /// The loop graph's kind ("step" or "fused"); the plan says how it runs.
         public let graph: String
         /// The bundle's own step count; `schedule` is its schedule.
         public let steps: Int
         public let schedule: [Double]
         /// `{"N": schedule(N)}` for every step count the bundle offers. Read, never computed.
         public let schedules: [String: [Double]]
-        public let shift: Double?
         public let cfg: Double
-        public let recursions: Int?
-        public let solver: String?
-        public let prediction: String?
 
         /// The offered step counts, ascending (the keys of `schedules`).
         public var offeredSteps: [Int] {
@@ -52,118 +49,63 @@ public struct Manifest: Codable, Sendable {
         }
     }
 
-    public struct Tolerance: Codable, Sendable {
-        /// Per-step gate on `rel = max|got - ref| / max|ref|`.
-        public let stepRel: Double
-        /// Gate on the final image's PSNR (peak-to-peak 2), in dB.
-        public let imagePSNR: Double
-
-        enum CodingKeys: String, CodingKey {
-            case stepRel = "step_rel"
-            case imagePSNR = "image_psnr_db"
-        }
-    }
-
-    public struct LatentInfo: Codable, Sendable {
+    /// The plan's output: (1, H, W, 3) 8-bit RGB pixels, uint8, or int32 on Core ML.
+    public struct ImageInfo: Decodable, Sendable {
         public let shape: [Int]
-        public let scalingFactor: Double?
-        public let shiftFactor: Double?
-
-        enum CodingKeys: String, CodingKey {
-            case shape
-            case scalingFactor = "scaling_factor"
-            case shiftFactor = "shift_factor"
-        }
+        public let dtype: Tensor.DType
+        public let layout: String
+        public let note: String?
     }
 
-    public struct ImageInfo: Codable, Sendable {
-        public let shape: [Int]
-        public let range: [Double]?
-    }
-
-    public struct NoiseInfo: Codable, Sendable {
+    public struct NoiseInfo: Decodable, Sendable {
         public let generator: String?
         public let seedSalt: UInt32?
-        public let perImageSeed: Bool?
 
         enum CodingKeys: String, CodingKey {
             case generator
             case seedSalt = "seed_salt"
-            case perImageSeed = "per_image_seed"
         }
     }
 
-    public struct Artifact: Codable, Sendable {
+    public struct Artifact: Decodable, Sendable {
         /// Path relative to the bundle root, e.g. "step.mlpackage" (a directory for Core ML).
         public let file: String
-        public let target: String?
-        public let precision: String?
         public let inputs: [TensorSpec]
         public let outputs: [TensorSpec]
     }
 
-    /// The index of `test_vectors/*.npy` (`export/test_vectors.py:write`).
-    public struct TestVectors: Codable, Sendable {
-        public struct Trajectory: Codable, Sendable {
-            public let seed: Int
-            public let classID: Int
-            /// (N+1, 1, C, S, S): index 0 is the noise, then the latent after every step.
-            public let latents: String
-            /// (1, 3, H, W): the decoded final latent.
-            public let image: String
+    /// A reference tensor of the bundle: a raw little-endian C-order file (`RawTensor`).
+    public struct TensorFile: Decodable, Sendable {
+        public let file: String
+        public let dtype: Tensor.DType
+        public let shape: [Int]
 
-            enum CodingKeys: String, CodingKey {
-                case seed
-                case classID = "class_id"
-                case latents
-                case image
-            }
-        }
-
-        public struct Encoder: Codable, Sendable {
-            public let image: String
-            public let latent: String
-        }
-
-        public let trajectory: Trajectory
-        /// Single guided steps: input name (latent, t, dt, class_id, cfg) and "next_latent" -> file.
-        public let steps: [[String: String]]
-        public let encoder: Encoder?
+        public var count: Int { shape.reduce(1, *) }
     }
 
     public let schemaVersion: Int
-    public let model: Model?
+    public let model: Model
     public let classNames: [String]
-    public let nullClass: Int?
     public let target: String
     public let precision: String
     public let sampler: Sampler
-    public let tolerance: Tolerance
-    public let latent: LatentInfo
     public let image: ImageInfo
     public let noise: NoiseInfo?
     public let artifacts: [String: Artifact]
-    public let testVectors: TestVectors
+    /// How the graphs make an image; `BundleRuntime` executes it and nothing else.
+    public let plan: Plan
+    /// The reference tensors the `checks` compare against, by name.
+    public let tensors: [String: TensorFile]
+    /// The self-test as data (`SelfTest`).
+    public let checks: [Check]
     /// sha256 (lowercase hex) of every bundle file but the manifest, by relative POSIX path.
     public let files: [String: String]
-    public let tools: [String: String]?
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version"
         case model
         case classNames = "class_names"
-        case nullClass = "null_class"
-        case target
-        case precision
-        case sampler
-        case tolerance
-        case latent
-        case image
-        case noise
-        case artifacts
-        case testVectors = "test_vectors"
-        case files
-        case tools
+        case target, precision, sampler, image, noise, artifacts, plan, tensors, checks, files
     }
 
     private struct SchemaProbe: Decodable {
@@ -193,8 +135,8 @@ public struct Manifest: Codable, Sendable {
         return manifest
     }
 
-    /// Parse manifest JSON: the schema is checked before anything else is decoded, so a manifest
-    /// of another schema gets the schema message rather than a decoding error.
+    /// Parse manifest JSON: the schema version is checked before anything else is decoded, so a
+    /// manifest of another schema gets the schema message rather than a decoding error.
     public static func parse(_ data: Data, path: String = fileName) throws -> Manifest {
         let decoder = JSONDecoder()
         let probe: SchemaProbe
@@ -217,7 +159,85 @@ public struct Manifest: Codable, Sendable {
             throw LRFError("\(path): the bundle's noise generator (seed_salt \(salt)) is not the one PortableNoise mirrors "
                            + "(\(PortableNoise.seedSalt)); update this runtime together with lrf_model/noise.py")
         }
+        try manifest.validate { LRFError("\(path): \($0); re-export the bundle") }
         return manifest
+    }
+
+    /// What the schema promises and the plan executor relies on: files stay inside the bundle,
+    /// shapes are ones an allocation can hold, the output is pixels, and every name the plan
+    /// uses resolves. A manifest is input from outside, so this runs before anything uses it.
+    func validate(_ fail: (String) -> LRFError) throws {
+        var paths = Array(files.keys)
+        paths += artifacts.values.map { $0.file }
+        paths += tensors.values.map { $0.file }
+        for rel in paths.sorted() where !Self.isInsideBundle(rel) {
+            throw fail("it names a file outside the bundle (\(rel))")
+        }
+        var shapes: [(String, [Int])] = [("image", image.shape)]
+        for (kind, artifact) in artifacts {
+            for spec in artifact.inputs + artifact.outputs {
+                shapes.append(("the \(kind) artifact's \(spec.name)", spec.shape))
+            }
+        }
+        for (name, tensor) in tensors {
+            shapes.append(("tensor \(name)", tensor.shape))
+        }
+        for (name, start) in plan.start {
+            shapes.append(("the plan's start state \(name)", start.shape))
+        }
+        for (what, shape) in shapes where !Self.isPossible(shape) {
+            throw fail("\(what) declares an impossible shape \(shape)")
+        }
+        let s = image.shape
+        guard s.count == 4, s[0] == 1, s[3] == 3, s[1] <= 16384, s[2] <= 16384, image.dtype != .float32 else {
+            throw fail("image is \(image.dtype.rawValue)\(s), not (1, H, W, 3) 8-bit pixels")
+        }
+        for (key, ts) in sampler.schedules {
+            guard key.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(key), n >= 1, ts.count >= 2 else {
+                throw fail("sampler.schedules has an entry '\(key)' that is not a step count with its time points")
+            }
+        }
+        try plan.validate(artifacts: artifacts, fail)
+    }
+
+    /// The schema's relpath: relative, and no `..` component.
+    static func isInsideBundle(_ rel: String) -> Bool {
+        !rel.isEmpty && !rel.hasPrefix("/") && !rel.split(separator: "/", omittingEmptySubsequences: false).contains("..")
+    }
+
+    /// 1 to 8 dimensions of at least 1, at most 2^28 elements in all (as lrf-native).
+    static func isPossible(_ shape: [Int]) -> Bool {
+        guard (1...8).contains(shape.count) else { return false }
+        var count = 1
+        for d in shape {
+            guard d >= 1, d <= 1 << 28 else { return false }
+            count *= d  // both factors <= 2^28: no overflow
+            guard count <= 1 << 28 else { return false }
+        }
+        return true
+    }
+
+    /// The schedule for `steps` (nil: the bundle's own); an error naming the offered ones otherwise.
+    public func schedule(steps: Int? = nil) throws -> [Double] {
+        guard let ts = sampler.schedules[String(steps ?? sampler.steps)] else {
+            let offered = sampler.offeredSteps.map { String($0) }.joined(separator: ", ")
+            throw LRFError("this bundle offers steps \(offered), not \(steps.map { String($0) } ?? "its own")"
+                           + "; pick one of those or re-export with --steps")
+        }
+        return ts
+    }
+
+    /// `lrf_model/classes.py:class_index`: a class name ("cat", any case) or index ("3").
+    public func classIndex(_ nameOrIndex: String) throws -> Int {
+        let key = nameOrIndex.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        if let index = classNames.firstIndex(of: key) {
+            return index
+        }
+        if !key.isEmpty, key.count < 9, key.allSatisfy({ $0.isASCII && $0.isNumber }), let index = Int(key), index < classNames.count {
+            return index
+        }
+        throw LRFError("unknown class '\(nameOrIndex)'; use one of \(classNames.joined(separator: ", ")) "
+                       + "or an index 0-\(classNames.count - 1)")
     }
 
     /// Every file listed under `files` exists and matches its sha256 (the `verify` branch of
@@ -257,7 +277,7 @@ public struct Manifest: Codable, Sendable {
         return FileDigest.sha256Hex(of: Data(lines.utf8))
     }
 
-    /// A short, path-first description of a decoding error ("sampler.cfg: missing").
+    /// A short, path-first description of a decoding error ("plan.loop.next: missing").
     static func describe(_ error: Error) -> String {
         guard let error = error as? DecodingError else {
             return error.localizedDescription

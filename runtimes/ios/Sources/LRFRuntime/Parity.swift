@@ -1,51 +1,48 @@
 import Foundation
 
-/// The error measures of `export/parity.py`, so a device self-test gates exactly as the
-/// export-time parity gate does.
+/// The self-test's metrics, one implementation of each (`export/checks.py:metric`, lrf-native's
+/// `lrf::metric`): every runtime computes them the same way over elements in Double, so their
+/// verdicts on one bundle can be compared line by line.
 public enum Parity {
-    /// `parity.rel_error`: `max|got - ref| / max(max|ref|, 1e-8)`, in Double. NaN propagates.
-    public static func relError(_ got: [Float], _ ref: [Float]) throws -> Double {
-        let (maxDiff, maxRef) = try extremes(got, ref)
-        return maxDiff / Swift.max(maxRef, 1e-8)
+    public enum Metric: String, Decodable, Sendable {
+        /// max|got - ref| / max(max|ref|, 1e-8); passes at or below the limit.
+        case rel
+        /// max|got - ref|; passes at or below the limit.
+        case maxAbs = "max_abs"
+        /// 10 log10(255^2 / MSE) on 8-bit pixels, +inf when equal; passes at or above the limit.
+        case psnr
     }
 
-    /// `max|got - ref|` (the reports' `max_abs`). NaN propagates.
-    public static func maxAbs(_ got: [Float], _ ref: [Float]) throws -> Double {
-        try extremes(got, ref).maxDiff
-    }
-
-    /// `parity.psnr`: PSNR of images in [-1, 1] (peak-to-peak 2); `got` is clipped first;
-    /// infinity when identical, NaN when `got` holds NaN.
-    public static func psnr(_ got: [Float], _ ref: [Float]) throws -> Double {
-        try checkCounts(got, ref)
+    /// `metric` of `got` against `ref`, element by element (shapes aside: a flat comparison).
+    /// NaN when the element counts differ or any difference is NaN, so it never passes.
+    public static func metric(_ metric: Metric, got: Tensor, ref: Tensor) -> Double {
+        let n = ref.count
+        guard got.count == n, n > 0 else { return .nan }
+        var maxDiff = 0.0
+        var peak = 0.0
         var sum = 0.0
-        for i in 0..<ref.count {
-            let x = got[i]
-            let clipped = x.isNaN ? x : Swift.min(Swift.max(x, -1), 1)
-            let d = Double(clipped) - Double(ref[i])
+        for i in 0..<n {
+            let r = ref.element(i)
+            let d = abs(got.element(i) - r)
+            if d.isNaN { return .nan }
+            maxDiff = Swift.max(maxDiff, d)
+            peak = Swift.max(peak, abs(r))
             sum += d * d
         }
-        let mse = sum / Double(Swift.max(ref.count, 1))
-        return mse == 0 ? .infinity : 10 * log10(4.0 / mse)
+        switch metric {
+        case .maxAbs:
+            return maxDiff
+        case .rel:
+            return maxDiff / Swift.max(peak, 1e-8)
+        case .psnr:
+            let mse = sum / Double(n)
+            return mse == 0 ? .infinity : 10 * log10(255.0 * 255.0 / mse)
+        }
     }
 
-    private static func extremes(_ got: [Float], _ ref: [Float]) throws -> (maxDiff: Double, maxRef: Double) {
-        try checkCounts(got, ref)
-        var maxDiff = 0.0
-        var maxRef = 0.0
-        for i in 0..<ref.count {
-            let d = abs(Double(got[i]) - Double(ref[i]))
-            if d.isNaN || d > maxDiff {  // once NaN, `d > maxDiff` is false: NaN stays, as np.max
-                maxDiff = d
-            }
-            maxRef = Swift.max(maxRef, abs(Double(ref[i])))
-        }
-        return (maxDiff, maxRef)
-    }
-
-    private static func checkCounts(_ got: [Float], _ ref: [Float]) throws {
-        guard got.count == ref.count else {
-            throw LRFError("a result has \(got.count) values where the test vector has \(ref.count); re-export the bundle")
-        }
+    /// `export/checks.py:passes`: NaN never passes.
+    public static func passes(_ metric: Metric, value: Double, limit: Double) -> Bool {
+        if value.isNaN { return false }
+        return metric == .psnr ? value >= limit : value <= limit
     }
 }

@@ -4,9 +4,9 @@ import Foundation
 ///
 /// A counter-based PRNG (Chris Wellons' `lowbias32` 32-bit integer hash) plus Box-Muller in
 /// Double, rounded to Float at the end, so one seed gives the same latent noise in Python, C++,
-/// JavaScript, Kotlin and Swift. The bundle's `test_vectors/trajectory_latents.npy[0]` is the
-/// Python noise for the manifest's `test_vectors.trajectory.seed`; `SelfTest` and the unit tests
-/// check this implementation against it. Keep it a mirror: change the Python first.
+/// JavaScript, Kotlin and Swift. The manifest's `noise` check holds the Python noise for a seed
+/// (a raw tensor); `SelfTest` and the unit tests check this implementation against it. Keep it
+/// a mirror: change the Python first.
 public enum PortableNoise {
     /// `noise.SEED_SALT`: keeps seed 0 away from hash32's fixed point `hash32(0) == 0`.
     public static let seedSalt: UInt32 = 0x9E37_79B9

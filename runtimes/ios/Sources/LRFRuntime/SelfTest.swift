@@ -1,171 +1,183 @@
 import Foundation
 
-/// The result of `SelfTest.run`: the numbers `export/parity.py:check_numeric` reports, plus the
-/// portable-noise check, and every gate that failed as a readable line.
-public struct SelfTestReport: Sendable, CustomStringConvertible {
-    public struct Check: Sendable {
+extension Manifest {
+    /// One entry of the manifest's `checks` (export/checks.py): what to run through this
+    /// runtime, the bundle tensor it must match, and how closely.
+    public struct Check: Decodable, Sendable {
+        public enum Kind: Sendable {
+            /// The portable noise for `seed`, of the expected tensor's shape.
+            case noise(seed: UInt32)
+            /// One graph on bundle tensors (graph input name -> tensor name); its `output`.
+            case graph(String, feeds: [String: String], output: String)
+            /// The whole plan on `inputs` (by plan input name), compared by `compare`.
+            case plan(inputs: [String: Double], compare: Compare)
+        }
+
+        public enum Compare: String, Decodable, Sendable {
+            /// The state after each loop iteration, concatenated in order.
+            case states
+            /// The end graph's pixels.
+            case output
+        }
+
         public let name: String
-        public let maxAbs: Double
-        public let rel: Double
+        public let kind: Kind
+        public let expected: String
+        public let metric: Parity.Metric
+        public let limit: Double
+
+        enum CodingKeys: String, CodingKey {
+            case name, kind, expected, metric, limit, seed, graph, feeds, output, inputs, compare
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            expected = try c.decode(String.self, forKey: .expected)
+            metric = try c.decode(Parity.Metric.self, forKey: .metric)
+            limit = try c.decode(Double.self, forKey: .limit)
+            switch try c.decode(String.self, forKey: .kind) {
+            case "noise":
+                kind = try .noise(seed: c.decode(UInt32.self, forKey: .seed))
+            case "graph":
+                kind = try .graph(c.decode(String.self, forKey: .graph), feeds: c.decode([String: String].self, forKey: .feeds),
+                                  output: c.decode(String.self, forKey: .output))
+            case "plan":
+                kind = try .plan(inputs: c.decode([String: Double].self, forKey: .inputs),
+                                 compare: c.decode(Compare.self, forKey: .compare))
+            case let other:
+                throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown check kind \(other)")
+            }
+        }
+    }
+}
+
+/// The self-test's outcome: one result per check, printed as the table every runtime prints
+/// (`export/checks.py:table`, lrf-native's `SelfTestReport::table`), so the runtimes' verdicts
+/// on one bundle compare line by line.
+public struct SelfTestReport: Sendable, CustomStringConvertible {
+    public struct Result: Sendable {
+        public let name: String
+        public let metric: Parity.Metric
+        public let value: Double
+        public let limit: Double
+
+        public init(name: String, metric: Parity.Metric, value: Double, limit: Double) {
+            self.name = name
+            self.metric = metric
+            self.value = value
+            self.limit = limit
+        }
+
+        public var passed: Bool { Parity.passes(metric, value: value, limit: limit) }
     }
 
-    public let tolerance: Manifest.Tolerance
-    /// `max|PortableNoise(seed) - trajectory_latents[0]|`; gate `SelfTest.noiseTolerance`.
-    public let noiseMaxAbs: Double
-    /// Each test-vector single step (step graphs only).
-    public let singleSteps: [Check]
-    /// The whole trajectory from the reference noise, one entry per step.
-    public let trajectory: [Check]
-    /// PSNR of decode(final latent of this runtime's trajectory) against the reference image.
-    public let imagePSNR: Double
-    /// PSNR of decode(reference final latent) against the reference image: the decoder alone.
-    public let decoderPSNR: Double
-    /// Encoder relative error (reported, not gated, as in parity.py); nil without an encoder.
-    public let encoderRel: Double?
-    public let worstStepRel: Double
-    public let seconds: Double
-    /// Every gate that failed; empty when `passed`.
-    public let failures: [String]
+    public let results: [Result]
 
-    public var passed: Bool { failures.isEmpty }
+    public init(results: [Result]) {
+        self.results = results
+    }
 
-    public var description: String {
-        var lines = [passed ? "self-test PASSED" : "self-test FAILED"]
-        lines.append("noise max abs \(fmt(noiseMaxAbs)) (gate \(fmt(SelfTest.noiseTolerance)))")
-        for check in singleSteps {
-            lines.append("\(check.name): rel \(fmt(check.rel)), max abs \(fmt(check.maxAbs))")
+    public var passed: Bool { !results.isEmpty && results.allSatisfy { $0.passed } }
+
+    /// `%-12s %-8s %10s %10s  verdict`, one line per check, then `self-test: PASS` or `FAIL`.
+    public var table: String {
+        var lines = [Self.row("check", "metric", "value", "limit") + "  verdict"]
+        for r in results {
+            lines.append(Self.row(r.name, r.metric.rawValue, Self.format(r.metric, r.value), Self.format(r.metric, r.limit))
+                         + "  " + (r.passed ? "pass" : "FAIL"))
         }
-        for check in trajectory {
-            lines.append("trajectory \(check.name): rel \(fmt(check.rel)), max abs \(fmt(check.maxAbs))")
-        }
-        lines.append("worst step rel \(fmt(worstStepRel)) (gate \(fmt(tolerance.stepRel)))")
-        lines.append("image PSNR \(db(imagePSNR)), decoder PSNR \(db(decoderPSNR)) (gate \(db(tolerance.imagePSNR)))")
-        if let encoderRel {
-            lines.append("encoder rel \(fmt(encoderRel)) (not gated)")
-        }
-        lines.append(String(format: "took %.2f s", seconds))
-        lines.append(contentsOf: failures.map { "FAIL: " + $0 })
+        lines.append("self-test: " + (passed ? "PASS" : "FAIL"))
         return lines.joined(separator: "\n")
     }
+
+    public var description: String { table }
+
+    /// "%.2f" for psnr, "%.3e" otherwise, "nan" and "inf" spelled out (`export/checks.py:fmt`).
+    public static func format(_ metric: Parity.Metric, _ value: Double) -> String {
+        if value.isNaN { return "nan" }
+        if value.isInfinite { return "inf" }
+        return String(format: metric == .psnr ? "%.2f" : "%.3e", value)
+    }
+
+    /// Padded by hand: `%s` in `String(format:)` wants C strings, not Swift ones.
+    private static func row(_ check: String, _ metric: String, _ value: String, _ limit: String) -> String {
+        func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
+            let fill = String(repeating: " ", count: Swift.max(width - s.count, 0))
+            return right ? fill + s : s + fill
+        }
+        return [pad(check, 12), pad(metric, 8), pad(value, 10, right: true), pad(limit, 10, right: true)].joined(separator: " ")
+    }
 }
 
-private func fmt(_ x: Double) -> String {
-    String(format: "%.3g", x)
-}
-
-private func db(_ x: Double) -> String {
-    x.isInfinite ? "inf dB" : String(format: "%.1f dB", x)
-}
-
-/// Runs a bundle's test vectors through a `BundleRuntime`, as `export/parity.py:check_numeric`
-/// does at export time, and gates with the manifest's `tolerance`:
-/// - the portable noise for the trajectory seed against `trajectory_latents[0]` (max abs <= 1e-6);
-/// - each single step against `step{k}_next_latent` (rel <= `tolerance.step_rel`);
-/// - the whole trajectory from `trajectory_latents[0]`, every step against the reference
-///   (rel <= `tolerance.step_rel`), through the same `denoise` loop the app uses;
-/// - the decoder alone and the final image: PSNR >= `tolerance.image_psnr_db`, not NaN.
+/// Runs the manifest's `checks` through a `BundleRuntime`: the on-device proof that this
+/// runtime computes what the exporter's reference did (`export/checks.py:run_checks`).
 public enum SelfTest {
-    /// Float32 noise from the same formula: identical up to libm rounding in the last bit.
-    public static let noiseTolerance = 1e-6
-
+    /// `status(name)` before each check runs.
     public static func run(_ rt: BundleRuntime, status: ((String) -> Void)? = nil) throws -> SelfTestReport {
-        let started = BundleRuntime.seconds()
-        let root = rt.root
-        let m = rt.manifest
-        let tol = m.tolerance
-        let tv = m.testVectors
-        func load(_ rel: String) throws -> Tensor {
-            try NpyReader.read(root.appendingPathComponent(rel))
+        var results: [SelfTestReport.Result] = []
+        for check in rt.manifest.checks {
+            status?(check.name)
+            let ref = try tensor(check.expected, of: rt)
+            let got = try output(of: check, rt, expected: ref)
+            results.append(.init(name: check.name, metric: check.metric,
+                                 value: Parity.metric(check.metric, got: got, ref: ref), limit: check.limit))
         }
-        var failures: [String] = []
+        return SelfTestReport(results: results)
+    }
 
-        // The portable noise: the Python noise made trajectory_latents[0].
-        status?("noise")
-        let refTraj = try load(tv.trajectory.latents)
-        let refNoise = try refTraj.slice(0)
-        let noise = rt.noise(seed: tv.trajectory.seed)
-        let noiseMaxAbs = try Parity.maxAbs(noise.floatValues(), refNoise.floatValues())
-        if !(noiseMaxAbs <= noiseTolerance) {
-            failures.append("noise: PortableNoise(seed \(tv.trajectory.seed)) differs from trajectory_latents[0] by "
-                            + "\(fmt(noiseMaxAbs)) > \(fmt(noiseTolerance)); it no longer mirrors lrf_model/noise.py")
+    /// What this runtime gives for `check` (`export/checks.py:run_check`).
+    static func output(of check: Manifest.Check, _ rt: BundleRuntime, expected: Tensor) throws -> Tensor {
+        switch check.kind {
+        case .noise(let seed):
+            return BundleRuntime.noise(seed: Int(seed), shape: expected.shape)
+        case .graph(let graph, let feeds, let output):
+            var tensors: [String: Tensor] = [:]
+            for (input, name) in feeds {
+                tensors[input] = try tensor(name, of: rt)
+            }
+            guard let got = try rt.run(graph, tensors)[output] else {
+                throw LRFError("check \(check.name) compares an output \(output) the \(graph) artifact does not give; re-export the bundle")
+            }
+            return got
+        case .plan(let inputs, let compare):
+            let values = try rt.inputs(request(inputs, check: check.name, plan: rt.plan))
+            if compare == .output {
+                return try rt.generate(values)
+            }
+            var states: [Tensor] = []
+            _ = try rt.iterate(values) { _, state, _ in
+                // With several states, in name order (as lrf-native's std::map).
+                states += state.keys.sorted().compactMap { state[$0] }
+            }
+            return try Tensor.concatenated(states)
         }
+    }
 
-        // Single steps (parity.py: `if m["sampler"]["graph"] == "step"`).
-        var singles: [SelfTestReport.Check] = []
-        if m.sampler.graph == "step" {
-            let step = try rt.require("step")
-            for (k, vector) in tv.steps.enumerated() {
-                status?("single step \(k)")
-                var feeds: [String: Tensor] = [:]
-                for (name, rel) in vector where name != "next_latent" {
-                    feeds[name] = try load(rel)
-                }
-                guard let refRel = vector["next_latent"] else {
-                    throw LRFError("test vector step \(k) has no next_latent; re-export the bundle")
-                }
-                let got = try BundleRuntime.output(step.run(feeds), "next_latent", of: "step").floatValues()
-                let ref = try load(refRel).floatValues()
-                let maxAbs = try Parity.maxAbs(got, ref)
-                let rel = try Parity.relError(got, ref)
-                singles.append(.init(name: "single step \(k)", maxAbs: maxAbs, rel: rel))
+    /// A check's plan inputs as a user's request, so they are checked as a user's would be.
+    static func request(_ inputs: [String: Double], check: String, plan: Manifest.Plan) throws -> BundleRuntime.Request {
+        func integer(_ name: String, _ v: Double) throws -> Int {
+            guard let n = Int(exactly: v) else {
+                throw LRFError("check \(check) gives \(name) = \(v), not an integer; re-export the bundle")
+            }
+            return n
+        }
+        var request = BundleRuntime.Request()
+        for (name, v) in inputs {
+            switch plan.inputs.first(where: { $0.name == name })?.kind {
+            case .classIndex?: request.className = BundleRuntime.describe(v)
+            case .seed?: request.seed = try integer(name, v)
+            case .steps?: request.steps = try integer(name, v)
+            case .number?, nil: request.numbers[name] = v
             }
         }
+        return request
+    }
 
-        // The whole trajectory from the reference noise (the bundle's own schedule), every step recorded.
-        let ts = try rt.schedule()
-        guard refTraj.shape.first == ts.count else {
-            throw LRFError("trajectory_latents has \(refTraj.shape.first ?? 0) entries for a \(ts.count - 1)-step schedule; "
-                           + "re-export the bundle")
+    static func tensor(_ name: String, of rt: BundleRuntime) throws -> Tensor {
+        guard let spec = rt.manifest.tensors[name] else {
+            throw LRFError("a check names a tensor \(name) the manifest does not declare; re-export the bundle")
         }
-        var perStep: [SelfTestReport.Check] = []
-        let finalLatent = try rt.denoise(refNoise, classID: tv.trajectory.classID) { i, z, _ in
-            status?("trajectory step \(i)")
-            let got = try z.floatValues()
-            let ref = try refTraj.slice(i + 1).floatValues()
-            let maxAbs = try Parity.maxAbs(got, ref)
-            let rel = try Parity.relError(got, ref)
-            perStep.append(.init(name: "step \(i)", maxAbs: maxAbs, rel: rel))
-        }
-        if m.sampler.graph == "fused" {
-            let last = refTraj.shape[0] - 1
-            let got = try finalLatent.floatValues()
-            let ref = try refTraj.slice(last).floatValues()
-            let maxAbs = try Parity.maxAbs(got, ref)
-            let rel = try Parity.relError(got, ref)
-            perStep = [.init(name: "step \(last - 1)", maxAbs: maxAbs, rel: rel)]
-        }
-
-        status?("decoder")
-        let refImage = try load(tv.trajectory.image).floatValues()
-        let imagePSNR = try Parity.psnr(rt.decode(finalLatent).floatValues(), refImage)
-        let decoderPSNR = try Parity.psnr(rt.decode(refTraj.slice(refTraj.shape[0] - 1)).floatValues(), refImage)
-
-        var encoderRel: Double?
-        if let encoder = tv.encoder, rt.runners["encoder"] != nil {
-            status?("encoder")
-            let got = try rt.encode(load(encoder.image)).floatValues()
-            encoderRel = try Parity.relError(got, load(encoder.latent).floatValues())
-        }
-
-        var worst = 0.0
-        for check in perStep + singles {
-            if check.rel.isNaN || check.rel > worst {
-                worst = check.rel
-            }
-            if !(check.rel <= tol.stepRel) {
-                failures.append("\(check.name): rel \(fmt(check.rel)) > \(fmt(tol.stepRel))")
-            }
-        }
-        if imagePSNR.isNaN {
-            failures.append("the final image is NaN")
-        } else if !(imagePSNR >= tol.imagePSNR) {
-            failures.append("final image PSNR \(db(imagePSNR)) < \(db(tol.imagePSNR))")
-        }
-        if !(decoderPSNR >= tol.imagePSNR) {
-            failures.append("decoder PSNR \(db(decoderPSNR)) < \(db(tol.imagePSNR))")
-        }
-        return SelfTestReport(tolerance: tol, noiseMaxAbs: noiseMaxAbs, singleSteps: singles, trajectory: perStep,
-                              imagePSNR: imagePSNR, decoderPSNR: decoderPSNR, encoderRel: encoderRel,
-                              worstStepRel: worst, seconds: BundleRuntime.seconds() - started, failures: failures)
+        return try RawTensor.read(spec, in: rt.root)
     }
 }

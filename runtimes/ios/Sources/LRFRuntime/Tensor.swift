@@ -1,16 +1,22 @@
 import Foundation
 
-/// A dense C-order array: the Swift stand-in for the NumPy arrays that `export/run.py` and
-/// `export/parity.py` pass around (feeds and outputs keyed by the manifest's tensor names).
+/// A dense C-order tensor of one of the manifest's dtypes: the plan's state, what a graph takes
+/// and gives, what a check compares (the Swift counterpart of `lrf::Tensor` in
+/// runtimes/native). Storage is typed rather than raw bytes, so Core ML and the metrics read
+/// values without reinterpreting memory.
 public struct Tensor: Equatable, Sendable {
-    public enum DType: String, Sendable {
-        case float32, int32, int64
+    /// The manifest's dtypes (`$defs/dtype` in export/schema/manifest.schema.json).
+    public enum DType: String, Decodable, Sendable {
+        case float32, int32, uint8
+
+        /// Bytes per element in a bundle's raw tensor file.
+        public var itemSize: Int { self == .uint8 ? 1 : 4 }
     }
 
     public enum Storage: Equatable, Sendable {
         case float32([Float])
         case int32([Int32])
-        case int64([Int64])
+        case uint8([UInt8])
     }
 
     public let shape: [Int]
@@ -29,28 +35,40 @@ public struct Tensor: Equatable, Sendable {
         self.init(shape: shape, storage: .int32(int32))
     }
 
-    public init(shape: [Int], int64: [Int64]) {
-        self.init(shape: shape, storage: .int64(int64))
-    }
-
-    /// Number of elements the shape describes (1 for a scalar shape `[]`, as `np.prod(())`).
-    public var count: Int { shape.reduce(1, *) }
-
-    /// Number of elements actually stored.
-    public var storedCount: Int {
-        switch storage {
-        case .float32(let v): return v.count
-        case .int32(let v): return v.count
-        case .int64(let v): return v.count
-        }
+    public init(shape: [Int], uint8: [UInt8]) {
+        self.init(shape: shape, storage: .uint8(uint8))
     }
 
     public var dtype: DType {
         switch storage {
         case .float32: return .float32
         case .int32: return .int32
-        case .int64: return .int64
+        case .uint8: return .uint8
         }
+    }
+
+    /// Number of elements stored.
+    public var count: Int {
+        switch storage {
+        case .float32(let v): return v.count
+        case .int32(let v): return v.count
+        case .uint8(let v): return v.count
+        }
+    }
+
+    /// Element `i` as a Double, whatever the dtype: the metrics compare in Double.
+    public func element(_ i: Int) -> Double {
+        switch storage {
+        case .float32(let v): return Double(v[i])
+        case .int32(let v): return Double(v[i])
+        case .uint8(let v): return Double(v[i])
+        }
+    }
+
+    /// False when a float tensor holds NaN or Inf; integer tensors are always finite.
+    public var isFinite: Bool {
+        guard case .float32(let values) = storage else { return true }
+        return values.allSatisfy { $0.isFinite }
     }
 
     /// The values of a float32 tensor.
@@ -61,41 +79,47 @@ public struct Tensor: Equatable, Sendable {
         return values
     }
 
-    /// The values of an integer tensor, widened to Int64.
-    public func integerValues() throws -> [Int64] {
-        switch storage {
-        case .int32(let values): return values.map { Int64($0) }
-        case .int64(let values): return values
-        case .float32: throw LRFError("expected an integer tensor, got float32; re-export the bundle")
+    /// `values` as a `dtype` tensor, the way `np.asarray(values, dtype)` casts a feed: floats
+    /// round to nearest, integers truncate toward zero. A value an integer dtype cannot hold
+    /// (NaN, Inf, out of range) is an error rather than a wrapped number.
+    public static func cast(_ values: [Double], to dtype: DType, shape: [Int]) throws -> Tensor {
+        switch dtype {
+        case .float32:
+            return Tensor(shape: shape, floats: values.map { Float($0) })
+        case .int32:
+            return try Tensor(shape: shape, int32: values.map { try Int32(integer($0, in: -2_147_483_648...2_147_483_647, dtype)) })
+        case .uint8:
+            return try Tensor(shape: shape, uint8: values.map { try UInt8(integer($0, in: 0...255, dtype)) })
         }
     }
 
-    /// `np.asarray(a, dtype=...)` as `export/targets/base.py:cast_feeds` uses it: integers to
-    /// int32 wrap like NumPy's `astype`; floats are never cast to integers here.
+    /// `value` cast to `dtype` and repeated over `shape`: a scalar feed (a plan input, t or dt)
+    /// filled to whatever shape the graph declares for it.
+    public static func filled(_ dtype: DType, shape: [Int], value: Double) throws -> Tensor {
+        try cast(Array(repeating: value, count: shape.reduce(1, *)), to: dtype, shape: shape)
+    }
+
+    /// The same values as `target` (uint8 reference pixels fed to a Core ML graph that takes int32).
     public func converted(to target: DType) throws -> Tensor {
-        if target == dtype { return self }
-        switch (storage, target) {
-        case (.int32(let v), .float32): return Tensor(shape: shape, floats: v.map { Float($0) })
-        case (.int64(let v), .float32): return Tensor(shape: shape, floats: v.map { Float($0) })
-        case (.int64(let v), .int32): return Tensor(shape: shape, int32: v.map { Int32(truncatingIfNeeded: $0) })
-        case (.int32(let v), .int64): return Tensor(shape: shape, int64: v.map { Int64($0) })
-        default:
-            throw LRFError("cannot cast a \(dtype.rawValue) tensor to \(target.rawValue); re-export the bundle")
-        }
+        try target == dtype ? self : Self.cast((0..<count).map { element($0) }, to: target, shape: shape)
     }
 
-    /// `a[i]` along the first axis (e.g. `trajectory_latents[0]`, shape `(1, C, S, S)`).
-    public func slice(_ index: Int) throws -> Tensor {
-        guard let first = shape.first, index >= 0, index < first else {
-            throw LRFError("index \(index) is out of range for a tensor of shape \(shape); re-export the bundle")
+    /// The parts' values one after another, flat: the states after each loop iteration, as a
+    /// `states` check concatenates them. The parts must share a dtype.
+    public static func concatenated(_ parts: [Tensor]) throws -> Tensor {
+        let dtype = parts.first?.dtype ?? .float32
+        guard parts.allSatisfy({ $0.dtype == dtype }) else {
+            throw LRFError("the plan's states mix dtypes (\(parts.map { $0.dtype.rawValue })); re-export the bundle")
         }
-        let inner = Array(shape.dropFirst())
-        let per = inner.reduce(1, *)
-        let range = (index * per)..<((index + 1) * per)
-        switch storage {
-        case .float32(let v): return Tensor(shape: inner, floats: Array(v[range]))
-        case .int32(let v): return Tensor(shape: inner, int32: Array(v[range]))
-        case .int64(let v): return Tensor(shape: inner, int64: Array(v[range]))
+        let values = parts.flatMap { part in (0..<part.count).map { part.element($0) } }
+        return try cast(values, to: dtype, shape: [values.count])
+    }
+
+    private static func integer(_ value: Double, in range: ClosedRange<Double>, _ dtype: DType) throws -> Double {
+        let truncated = value.rounded(.towardZero)
+        guard truncated.isFinite, range.contains(truncated) else {
+            throw LRFError("the value \(value) does not fit a graph input declared \(dtype.rawValue); pass a value in range")
         }
+        return truncated
     }
 }

@@ -3,8 +3,9 @@ import CoreML
 import Foundation
 
 /// One Core ML artifact as an `ArtifactRunner`: the Swift counterpart of the macOS runner in
-/// `export/targets/coreml.py` (feeds ordered as the manifest's inputs and cast to their declared
-/// dtypes, `cast_feeds`; outputs read by the manifest's names as float32).
+/// `export/targets/coreml.py`. Feeds arrive of the declared dtypes and shapes; outputs are read
+/// by the manifest's names as the declared dtype (float32 states, int32 pixels: Core ML
+/// multiarrays have no uint8).
 public final class CoreMLRunner: ArtifactRunner {
     public let kind: String
     public let model: MLModel
@@ -24,46 +25,59 @@ public final class CoreMLRunner: ArtifactRunner {
             guard let tensor = feeds[spec.name] else {
                 throw LRFError("\(kind): no value for input '\(spec.name)'; the manifest and the runtime disagree, re-export the bundle")
             }
-            let array = try Self.multiArray(tensor, as: spec, kind: kind)
-            features[spec.name] = MLFeatureValue(multiArray: array)
+            features[spec.name] = try MLFeatureValue(multiArray: Self.multiArray(tensor, as: spec, kind: kind))
         }
-        let provider = try MLDictionaryFeatureProvider(dictionary: features)
-        let result = try model.prediction(from: provider)
+        let result: MLFeatureProvider
+        do {
+            result = try model.prediction(from: MLDictionaryFeatureProvider(dictionary: features))
+        } catch {
+            let gist = error.localizedDescription.split(separator: "\n").first.map { String($0) } ?? "\(error)"
+            throw LRFError("the \(kind) artifact failed on Core ML (\(gist)); the bundle is damaged or inconsistent, re-export it")
+        }
         var out: [String: Tensor] = [:]
         for spec in outputs {
             guard let array = result.featureValue(for: spec.name)?.multiArrayValue else {
                 throw LRFError("\(kind): the Core ML model returned no '\(spec.name)' array; re-export the bundle")
             }
-            out[spec.name] = Self.tensor(array)
+            out[spec.name] = try Self.tensor(array, as: spec, kind: kind)
         }
         return out
     }
 
-    /// `np.ascontiguousarray(feed, dtype=declared)` as an MLMultiArray of the declared shape.
+    /// The tensor as an MLMultiArray of the declared shape.
     static func multiArray(_ tensor: Tensor, as spec: TensorSpec, kind: String) throws -> MLMultiArray {
-        guard tensor.storedCount == spec.count else {
-            throw LRFError("\(kind): input '\(spec.name)' has \(tensor.storedCount) values, the manifest declares \(spec.shape)")
+        guard tensor.count == spec.count else {
+            throw LRFError("\(kind): input '\(spec.name)' has \(tensor.count) values, the manifest declares \(spec.shape)")
         }
-        switch spec.dtype {
-        case "float32":
-            let values = try tensor.converted(to: .float32).floatValues()
+        switch tensor.storage {
+        case .float32(let values):
             return MLMultiArray(MLShapedArray<Float>(scalars: values, shape: spec.shape))
-        case "int32":
-            guard case .int32(let values) = try tensor.converted(to: .int32).storage else {
-                throw LRFError("\(kind): input '\(spec.name)' could not be cast to int32")
-            }
+        case .int32(let values):
             return MLMultiArray(MLShapedArray<Int32>(scalars: values, shape: spec.shape))
-        default:
-            throw LRFError("\(kind): input '\(spec.name)' is declared \(spec.dtype), which Core ML does not take "
-                           + "(class_id is int32 on Core ML); re-export the bundle with this lrf-export")
+        case .uint8:
+            throw LRFError("\(kind): input '\(spec.name)' is uint8, which Core ML does not take (pixels are int32 on Core ML); "
+                           + "re-export the bundle with this lrf-export")
         }
     }
 
-    /// Any MLMultiArray (float32 or float16, any strides) as a C-order float32 tensor,
-    /// `np.asarray(result[name], dtype=np.float32)`.
-    static func tensor(_ array: MLMultiArray) -> Tensor {
-        let shaped = MLShapedArray<Float>(converting: array)
-        return Tensor(shape: shaped.shape, floats: shaped.scalars)
+    /// Any MLMultiArray (float16 included, any strides) as a C-order tensor of the declared
+    /// dtype and shape.
+    static func tensor(_ array: MLMultiArray, as spec: TensorSpec, kind: String) throws -> Tensor {
+        let storage: Tensor.Storage
+        switch spec.dtype {
+        case .float32:
+            storage = .float32(MLShapedArray<Float>(converting: array).scalars)
+        case .int32:
+            storage = .int32(MLShapedArray<Int32>(converting: array).scalars)
+        case .uint8:
+            throw LRFError("\(kind): output '\(spec.name)' is declared uint8, which Core ML cannot return; re-export the bundle")
+        }
+        let tensor = Tensor(shape: spec.shape, storage: storage)
+        guard tensor.count == spec.count else {
+            throw LRFError("\(kind): output '\(spec.name)' has \(tensor.count) values, the manifest declares \(spec.shape); "
+                           + "re-export the bundle")
+        }
+        return tensor
     }
 }
 #endif

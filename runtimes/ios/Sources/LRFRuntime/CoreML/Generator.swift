@@ -2,16 +2,17 @@
 import CoreML
 import Foundation
 
-/// After each step: which step, how long its Core ML call took, memory, and the latent.
+/// After each loop iteration: which, how long its Core ML call took, memory, and the state.
 public struct StepProgress: Sendable {
-    /// 0-based step index (the Python callback's `i`).
+    /// 0-based iteration index (the Python callback's `i`).
     public let step: Int
-    /// Number of steps in this run's schedule.
+    /// Number of iterations in this run.
     public let total: Int
-    /// Seconds of this step's graph call alone.
+    /// Seconds of this iteration's graph call alone.
     public let seconds: Double
     public let memory: MemorySnapshot
-    public let latent: Tensor
+    /// The plan's state after this iteration, by name.
+    public let state: BundleRuntime.State
 
     /// Fraction done, for a progress bar.
     public var fraction: Double { Double(step + 1) / Double(Swift.max(total, 1)) }
@@ -19,15 +20,20 @@ public struct StepProgress: Sendable {
 
 /// One generated image and what it cost.
 public struct Generation: Sendable {
-    public let classIndex: Int
-    public let className: String
-    public let seed: Int
-    public let steps: Int
-    /// (1, 3, H, W) in [-1, 1], as the decoder returned it.
-    public let image: Tensor
-    /// `to_uint8(image)`.
+    /// The plan's input values it was made with, defaults filled in.
+    public let values: BundleRuntime.Values
+    /// The class it shows, when the plan takes one.
+    public let className: String?
+    /// The seed and the step count, when the plan takes them.
+    public let seed: Int?
+    public let steps: Int?
+    /// Loop iterations run.
+    public let iterations: Int
+    /// The plan's output as the end graph returned it: (1, H, W, 3) pixels (int32 on Core ML).
+    public let pixels: Tensor
+    /// The same pixels as an image.
     public let rgb: RGBImage
-    /// Per-step seconds of the step graph call (`lrf-run`'s "per-step ms").
+    /// Seconds of each loop iteration's graph call (`lrf-run`'s "per-step ms").
     public let stepSeconds: [Double]
     public let decodeSeconds: Double
     /// Memory after decoding.
@@ -44,8 +50,8 @@ public struct LoadReport: Sendable {
 }
 
 /// A Core ML bundle opened on this device: verified manifest, compiled models, and the one
-/// sampler loop (`BundleRuntime.denoise`, the mirror of `export/run.py`). Generation is
-/// synchronous and blocking: call it off the main thread (see App/AppModel.swift).
+/// plan executor (`BundleRuntime`, the mirror of `export/run.py`). Generation is synchronous
+/// and blocking: call it off the main thread (see App/AppModel.swift).
 public final class Generator: @unchecked Sendable {
     public let runtime: BundleRuntime
     public let loadReport: LoadReport
@@ -102,41 +108,41 @@ public final class Generator: @unchecked Sendable {
         return Generator(runtime: runtime, loadReport: report)
     }
 
-    /// One image: `PortableNoise` for `seed`, the manifest's schedule for `steps` (nil: the
-    /// bundle's own), the step graph per step, then the decoder (`lrf-run`).
+    /// One image: the plan's inputs from `request` (defaults for the rest), its loop, its end
+    /// (`lrf-run`).
     ///
-    /// `progress` runs after every step on the calling thread; return false (or throw
+    /// `progress` runs after every iteration on the calling thread; return false (or throw
     /// `CancellationError`) to stop, and this throws `CancellationError`. Cancelling the
     /// surrounding `Task` stops it too.
-    public func generate(classIndex: Int, seed: Int, steps: Int? = nil,
+    public func generate(_ request: BundleRuntime.Request = .init(),
                          progress: ((StepProgress) throws -> Bool)? = nil) throws -> Generation {
-        let names = manifest.classNames
-        guard names.indices.contains(classIndex) else {
-            throw LRFError("unknown class \(classIndex); use an index 0-\(names.count - 1)")
-        }
-        let total = try runtime.schedule(steps: steps).count - 1
+        let values = try runtime.inputs(request)
+        let total = try runtime.iterations(values)
         var stepSeconds: [Double] = []
-        let latent = try runtime.denoise(runtime.noise(seed: seed), classID: classIndex, steps: steps) { i, z, seconds in
+        let finalState = try runtime.iterate(values) { i, state, seconds in
             stepSeconds.append(seconds)
             try Task.checkCancellation()
             if let progress {
                 let keepGoing = try progress(StepProgress(step: i, total: total, seconds: seconds,
-                                                          memory: Memory.snapshot(), latent: z))
+                                                          memory: Memory.snapshot(), state: state))
                 if !keepGoing {
                     throw CancellationError()
                 }
             }
         }
         let t0 = BundleRuntime.seconds()
-        let image = try runtime.decode(latent)
+        let pixels = try runtime.finish(finalState, values: values)  // refuses a NaN/Inf state, as lrf-run
         let decodeSeconds = BundleRuntime.seconds() - t0
-        let rgb = try RGBImage(image: image)  // throws on NaN/Inf, as lrf-run
-        return Generation(classIndex: classIndex, className: names[classIndex], seed: seed, steps: total,
-                          image: image, rgb: rgb, stepSeconds: stepSeconds, decodeSeconds: decodeSeconds,
-                          memory: Memory.snapshot())
+        let rgb = try RGBImage(pixels: pixels)
+        return Generation(values: values, className: runtime.className(values),
+                          seed: runtime.value(of: .seed, in: values).flatMap { Int(exactly: $0) },
+                          steps: runtime.value(of: .steps, in: values).flatMap { Int(exactly: $0) },
+                          iterations: total, pixels: pixels, rgb: rgb, stepSeconds: stepSeconds,
+                          decodeSeconds: decodeSeconds, memory: Memory.snapshot())
     }
 
-    /// The bundle's test vectors on this device (`SelfTest.run`).
+    /// The manifest's checks on this device (`SelfTest.run`); `report.table` is the table
+    /// every runtime prints.
     public func selfTest(status: ((String) -> Void)? = nil) throws -> SelfTestReport {
         try SelfTest.run(runtime, status: status)
     }

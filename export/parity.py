@@ -10,10 +10,8 @@ never as a pass.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import numpy as np
 
 from .checks import run_checks
 from .run import BundleRuntime

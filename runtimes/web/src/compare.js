@@ -22,6 +22,20 @@ export function metric(name, got, ref) {
   throw new Error(`a check uses the metric ${name}, which this page does not know; update the web runtime`);
 }
 
+/** The metric iteration by iteration over arrays stacked along a first axis of ``rows`` (a plan's
+ * states), the worst one (export/checks.py worst): a late step is not hidden by the noise's scale. */
+export function worstRow(name, got, ref, rows) {
+  if (got.length !== ref.length || rows < 1 || ref.length % rows) return NaN;
+  const size = ref.length / rows;
+  let w = name === "psnr" ? Infinity : 0;
+  for (let r = 0; r < rows; r++) {
+    const v = metric(name, got.slice(r * size, (r + 1) * size), ref.slice(r * size, (r + 1) * size));
+    if (Number.isNaN(v)) return NaN;
+    w = name === "psnr" ? Math.min(w, v) : Math.max(w, v);
+  }
+  return w;
+}
+
 export function passes(name, value, limit) {
   if (Number.isNaN(value)) return false;
   return name === "psnr" ? value >= limit : value <= limit;

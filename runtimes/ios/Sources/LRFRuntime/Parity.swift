@@ -16,12 +16,34 @@ public enum Parity {
     /// `metric` of `got` against `ref`, element by element (shapes aside: a flat comparison).
     /// NaN when the element counts differ or any difference is NaN, so it never passes.
     public static func metric(_ metric: Metric, got: Tensor, ref: Tensor) -> Double {
-        let n = ref.count
-        guard got.count == n, n > 0 else { return .nan }
+        guard got.count == ref.count, ref.count > 0 else { return .nan }
+        return Self.metric(metric, got: got, ref: ref, range: 0..<ref.count)
+    }
+
+    /// The metric iteration by iteration over tensors stacked along their first axis (a plan's
+    /// states), the worst one (`export/checks.py:worst`): a late step's error is not hidden by
+    /// the scale of the noise.
+    public static func worstRow(_ metric: Metric, got: Tensor, ref: Tensor) -> Double {
+        let rows = ref.shape.first ?? 0
+        guard rows > 0, got.count == ref.count, ref.count % rows == 0 else { return .nan }
+        let size = ref.count / rows
+        var worst = metric == .psnr ? Double.infinity : 0
+        for r in 0..<rows {
+            let v = Self.metric(metric, got: got, ref: ref, range: (r * size)..<((r + 1) * size))
+            if v.isNaN { return .nan }
+            worst = metric == .psnr ? Swift.min(worst, v) : Swift.max(worst, v)
+        }
+        return worst
+    }
+
+    /// The metric over the elements in `range` of both tensors (same counts, checked by callers).
+    static func metric(_ metric: Metric, got: Tensor, ref: Tensor, range: Range<Int>) -> Double {
+        let n = range.count
+        guard n > 0 else { return .nan }
         var maxDiff = 0.0
         var peak = 0.0
         var sum = 0.0
-        for i in 0..<n {
+        for i in range {
             let r = ref.element(i)
             let d = abs(got.element(i) - r)
             if d.isNaN { return .nan }

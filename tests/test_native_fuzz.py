@@ -32,8 +32,8 @@ def test_readers_survive_libfuzzer(tiny_bundle, tmp_path):
     corpus.mkdir()
     bundle = tiny_bundle("onnx").path
     (corpus / "manifest").write_bytes(b"\x00" + (bundle / "manifest.json").read_bytes())
-    for i, npy in enumerate(sorted((bundle / "test_vectors").glob("*.npy"))):
-        (corpus / f"npy{i}").write_bytes(b"\x01" + npy.read_bytes())
+    for i, tensor in enumerate(sorted((bundle / "test_vectors").glob("*.bin"))):
+        (corpus / f"tensor{i}").write_bytes(b"\x01" + tensor.read_bytes())
     r = subprocess.run([str(build / "lrf-fuzz-readers"), f"-max_total_time={FUZZ_SECONDS}", "-rss_limit_mb=2048",
                         "-print_final_stats=1", str(corpus)], capture_output=True, text=True, cwd=tmp_path,
                        timeout=FUZZ_SECONDS + 120)

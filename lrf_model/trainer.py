@@ -119,7 +119,8 @@ def check_resume(meta: dict, args: dict, keys: tuple[str, ...]) -> None:
     """Refuse to resume with settings that change what the saved state means."""
     saved = meta.get("extra", {}).get("args", {})
     for key in keys:
-        if key in saved and saved[key] != args[key]:
+        # The saved args went through JSON (tuples came back as lists): compare in that form.
+        if key in saved and saved[key] != json.loads(json.dumps(args[key])):
             raise LRFError(f"--resume with {key}={args[key]!r}, but the run was started with {saved[key]!r}; "
                            f"use the original value or start a new --out")
 

@@ -12,7 +12,7 @@ from lrf_model.errors import LRFError
 from lrf_model.metrics import load_reference
 from lrf_model.pipeline import LRFPipeline
 from lrf_model.train_classifier import main as main_train_classifier
-from lrf_model.trainer import cpu_has_native_bf16, read_training_state, setup_runtime
+from lrf_model.trainer import check_resume, cpu_has_native_bf16, read_training_state, setup_runtime
 from lrf_model.training import main_train, main_train_ae
 
 from .test_eval import write_cifar_tree
@@ -82,6 +82,15 @@ def test_denoiser_resume_is_exact_and_measures_quality(tmp_path, tree, capsys):
         main_train([*common, "--out", str(tmp_path / "cut"), "--resume", "--hidden-dim", "48"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: --resume with hidden_dim=48, but the run was started with 32")
+
+
+def test_resume_compares_tuple_flags_as_saved():
+    """Saved args come back from JSON with lists for tuples: (64, 128) is the same setting as [64, 128]."""
+    meta = {"extra": {"args": {"block_out_channels": [64, 128], "attention_levels": [False, True]}}}
+    keys = ("block_out_channels", "attention_levels")
+    check_resume(meta, {"block_out_channels": (64, 128), "attention_levels": (False, True)}, keys)
+    with pytest.raises(LRFError, match=r"block_out_channels=\(96, 192\), but the run was started with \[64, 128\]"):
+        check_resume(meta, {"block_out_channels": (96, 192), "attention_levels": (False, True)}, keys)
 
 
 def test_classifier_resume_is_exact(tmp_path, tree):

@@ -1,4 +1,4 @@
-"""The exported guided step must lower to ONE XNNPACK partition: a regression shows here.
+"""The exported graphs must lower to few XNNPACK partitions: a regression shows here.
 
 The softmax mixer (the shipped default) is checked on every ExecuTorch bundle the export tests
 make (tests/test_export.py); this file covers the linear-attention mixer, which no bundle test uses."""
@@ -10,7 +10,13 @@ pytest.importorskip("executorch")
 from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner  # noqa: E402
 from executorch.exir import to_edge_transform_and_lower  # noqa: E402
 
-from lrf_export.graphs import GuidedStepGraph  # noqa: E402
+from lrf_export.graphs import GuidedStepGraph, decoder_spec, step_spec  # noqa: E402
+from lrf_export.passes.static_shapes import trace  # noqa: E402
+from lrf_export.passes.xnnpack_ops import ForXnnpack  # noqa: E402
+from lrf_export.targets.executorch import partition_report  # noqa: E402
+from lrf_model.autoencoder import build_autoencoder  # noqa: E402
+from lrf_model.classes import CIFAR10_CLASSES  # noqa: E402
+from lrf_model.families import UNET2D  # noqa: E402
 from lrf_model.model import LRFDenoiser  # noqa: E402
 
 from .conftest import randomize  # noqa: E402
@@ -36,3 +42,46 @@ def test_guided_step_is_one_xnnpack_partition(mixer):
     method = Runtime.get().load_program(buffer).load_method("forward")
     out = method.execute(list(inputs))[0]
     torch.testing.assert_close(out, graph(*inputs), atol=1e-4, rtol=1e-3)
+
+
+def _lower(program):
+    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    return edge, partition_report(edge.exported_program())
+
+
+def test_unet_step_and_decoder_lower_without_portable_norms_attention_or_upsampling(tmp_path):
+    """ForXnnpack rewrites group norm, attention and nearest upsampling in XNNPACK's ops: without it the
+    unet2d step falls apart into ~30 partitions around portable kernels."""
+    from executorch.runtime import Runtime
+
+    torch.manual_seed(0)
+    den = randomize(UNET2D.build(**UNET2D.tiny_config, class_names=list(CIFAR10_CLASSES)), std=0.1).eval()
+    for spec in (step_spec(den, 1), decoder_spec(den, build_autoencoder(4, 4, 8).eval())):
+        program = trace(spec)
+        targets = {str(n.target) for n in program.graph.nodes}
+        assert any(op in name for op in ("group_norm", "upsample") for name in targets)
+        rewritten = ForXnnpack()(program)
+        inputs = spec.example_inputs()
+        torch.testing.assert_close(rewritten.module()(*inputs), program.module()(*inputs), atol=1e-5, rtol=1e-4)
+        edge, after = _lower(rewritten)
+        rewritten_ops = ("group_norm", "upsample", "any.dim", "logical_not", "where", "expand_copy")
+        assert not any(op in name for op in rewritten_ops for name in after["portable_ops"]), after
+        assert after["xnnpack_partitions"] <= (4 if spec.kind == "step" else 1), after
+        path = tmp_path / f"{spec.kind}.pte"
+        path.write_bytes(edge.to_executorch().buffer)
+        out = Runtime.get().load_program(path).load_method("forward").execute(list(inputs))[0]
+        expected = spec.module(*inputs)
+        if expected.dtype == torch.uint8:  # pixels: rounding may move a value by one level
+            assert (out.int() - expected.int()).abs().max() <= 1
+        else:
+            torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-3)
+
+
+def test_masked_attention_and_odd_upsampling_are_left_alone():
+    class Odd(torch.nn.Module):
+        def forward(self, q, mask):
+            a = torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+            return torch.nn.functional.interpolate(a, scale_factor=1.5, mode="nearest")
+
+    program = torch.export.export(Odd(), (torch.randn(1, 2, 4, 4), torch.ones(4, 4, dtype=torch.bool)))
+    assert ForXnnpack()(program) is program

@@ -76,8 +76,10 @@ class ExecuTorchTarget:
 
     def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list:
         from ..passes.quantize import QuantizePT2E
+        from ..passes.xnnpack_ops import ForXnnpack
 
-        return [QuantizePT2E(spec.int8_modules, calibration)] if precision == "int8" else []
+        quantize = [QuantizePT2E(spec.int8_modules, calibration)] if precision == "int8" else []
+        return [*quantize, ForXnnpack()]
 
     def lower(self, program, spec: GraphSpec, path: Path, precision: str) -> Lowered:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner

@@ -262,6 +262,25 @@ def save_training_state(
     return path
 
 
+def read_training_meta(folder: Path) -> dict | None:
+    """The metadata of ``folder/training_state.safetensors`` without its tensors, or None when there is none."""
+    path = Path(folder) / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {})["lrf_training_state"])
+    except Exception as e:  # safetensors raises several types on a damaged file
+        raise LRFError(f"cannot read the training state {path} ({type(e).__name__}); delete it to start over") from None
+
+
+def refuse_changed_resume(out: Path, args, keys: tuple[str, ...]) -> None:
+    """The resume check of :func:`start_or_resume`, run before a trainer's slow preparation (the denoiser's
+    latent cache takes minutes) so that a refused ``--resume`` says so at once."""
+    if args.resume and (meta := read_training_meta(out)) is not None:
+        check_resume(meta, vars(args), keys)
+
+
 def read_training_state(folder: Path, device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict] | None:
     """``(tensors, meta)`` of ``folder/training_state.safetensors``, or None when there is none."""
     path = Path(folder) / STATE_FILE

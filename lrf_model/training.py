@@ -28,8 +28,8 @@ from .data import CIFAR10_CLASSES, cached_latents, images_to_tensor, load_cifar1
 from .errors import LRFError, cli_errors
 from .families import FAMILIES, get_family
 from .plots import save_image_grid, save_loss_curve
-from .trainer import (CheckpointTimer, StopSignal, append_log, epoch_batches, optimizer_step, read_log, save_training_state,
-                      setup_runtime, should_stop, start_or_resume, take, wrap_ddp)
+from .trainer import (CheckpointTimer, StopSignal, append_log, epoch_batches, optimizer_step, read_log,
+                      refuse_changed_resume, save_training_state, setup_runtime, should_stop, start_or_resume, take, wrap_ddp)
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -301,6 +301,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     rt = setup_runtime(args.threads, args.precision)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    family = get_family(args.family)
+    refuse_changed_resume(out, args, DENOISER_RESUME_KEYS + family.resume_keys)
     torch.manual_seed(args.seed)
     ae_dir = Path(args.autoencoder) if args.autoencoder else default_checkpoint() / "autoencoder"
     ae = load_autoencoder(ae_dir).to(rt.device)
@@ -315,7 +317,6 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     z_val, y_val = to_model_space(ae, val_lat).to(rt.device), torch.from_numpy(test_labels_np[:1000]).to(rt.device)
     S, C = z_all.shape[-1], z_all.shape[2]
 
-    family = get_family(args.family)
     model = family.build(latent_channels=C, latent_size=S, num_classes=len(CIFAR10_CLASSES),
                          class_names=list(CIFAR10_CLASSES), **family.config_from_args(args)).to(rt.device)
     ema = EMAModel(model.parameters(), decay=args.ema)

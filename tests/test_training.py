@@ -2,6 +2,7 @@
 that continues exactly (an interrupted and resumed run equals an uninterrupted one, tensor for tensor)."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -78,10 +79,12 @@ def test_denoiser_resume_is_exact_and_measures_quality(tmp_path, tree, capsys):
     assert [r["step"] for r in val] == [4, 10]
     assert all(0 <= r["eval_class_consistency"] <= 1 and r["eval_fid"] >= 0 for r in val)
     capsys.readouterr()
+    shutil.rmtree(tmp_path / "cut" / "cache")
     with pytest.raises(SystemExit):  # a resume with other settings is refused, in one line
         main_train([*common, "--out", str(tmp_path / "cut"), "--resume", "--hidden-dim", "48"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: --resume with hidden_dim=48, but the run was started with 32")
+    assert not (tmp_path / "cut" / "cache").exists()  # refused before the (slow) latent cache is built
 
 
 def test_resume_compares_tuple_flags_as_saved():

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from lrf_model.evaluate import evaluate_target  # noqa: E402
-from lrf_model.pipeline import default_checkpoint  # noqa: E402
+from lrf_model.errors import cli_errors  # noqa: E402
+from lrf_model.pipeline import LRFPipeline, default_checkpoint  # noqa: E402
 
 
 def ints(s: str) -> list[int]:
@@ -44,7 +45,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
     for (cfg, R) in sorted({(r["cfg"], r["recursions"]) for r in rows}):
         cell = sorted((r for r in rows if r["cfg"] == cfg and r["recursions"] == R), key=lambda r: r["steps"])
-        if R != 2 and cfg != 3:  # keep the plot readable: every cfg at R=2, every R at cfg 3
+        if len({r["recursions"] for r in rows}) > 1 and R != 2 and cfg != 3:  # readable: every cfg at R=2, every R at cfg 3
             continue
         label = f"cfg {cfg:g}, R={R}"
         axes[0].plot([r["steps"] for r in cell], [r["class_consistency"] for r in cell], marker="o", label=label)
@@ -60,21 +61,27 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+@cli_errors
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default=str(default_checkpoint()))
     p.add_argument("--num-per-class", type=int, default=20)
     p.add_argument("--steps", type=ints, default=[1, 2, 4, 8, 50])
     p.add_argument("--cfg", type=floats, default=[1.0, 2.0, 3.0, 4.0])
-    p.add_argument("--recursions", type=ints, default=[1, 2, 3, 4])
+    p.add_argument("--recursions", type=ints, default=None,
+                   help="recursion counts to sweep (default: every R the checkpoint supports, 1 for a non-recursive family)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--name", default="quality_sweep", help="results file name")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    pipe = LRFPipeline.from_checkpoint(args.checkpoint)
+    recursions = args.recursions or list(range(1, pipe.family.max_recursions(pipe.denoiser) + 1))
+    for R in recursions:
+        pipe.check_recursions(R)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for R in args.recursions:
+        for R in recursions:
             for cfg in args.cfg:
                 for steps in args.steps:
                     ns = argparse.Namespace(classifier=None, data=None, num_per_class=args.num_per_class, steps=steps,

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 from diffusers import AutoencoderTiny
 
-from lrf_model.autoencoder import downsample_factor, from_model_space, to_model_space
-from lrf_model.data import from_pixels, to_pixels
+from lrf_model.autoencoder import downsample_factor, encode_pixels, from_model_space
+from lrf_model.data import to_pixels
 from lrf_model.families import family_of
 from lrf_model.families import latent_shape as family_latent_shape
 from lrf_model.sampling import guided_step
@@ -98,7 +98,7 @@ class EncoderGraph(torch.nn.Module):
         self.autoencoder = autoencoder
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return to_model_space(self.autoencoder, self.autoencoder.encode(from_pixels(pixels)).latents)
+        return encode_pixels(self.autoencoder, pixels)
 
 
 def int8_paths(graph: torch.nn.Module, denoiser: torch.nn.Module) -> frozenset[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderTiny
 
+from .data import from_pixels
 from .errors import ConfigError, LRFError, first_line
 
 TAESD_HUB_ID = "madebyollin/taesd"
@@ -174,3 +175,9 @@ def to_model_space(ae: AutoencoderTiny, latents: torch.Tensor) -> torch.Tensor:
 def from_model_space(ae: AutoencoderTiny, z: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`to_model_space`."""
     return z / ae.config.scaling_factor + ae.config.shift_factor
+
+
+def encode_pixels(ae: AutoencoderTiny, pixels: torch.Tensor) -> torch.Tensor:
+    """8-bit RGB (B, H, W, 3) -> model-space latents (B, C, H/f, W/f): what editing starts from,
+    the same function in the pipeline and in every bundle's ``encoder`` graph."""
+    return to_model_space(ae, ae.encode(from_pixels(pixels)).latents)

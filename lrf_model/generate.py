@@ -1,4 +1,4 @@
-"""``lrf-generate``: PNG samples from a checkpoint (the shipped one by default)."""
+"""``lrf-generate``: PNG samples from a checkpoint (the shipped one by default), or edits of an image."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .editing import load_image, start_index
 from .errors import LRFError, cli_errors
 from .pipeline import DEFAULT_CFG, DEFAULT_STEPS, LRFPipeline
 from .plots import image_grid
@@ -27,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscale factor for the PNGs")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped CIFAR-10 model)")
     p.add_argument("--threads", type=int, default=None)
+    e = p.add_argument_group("editing (image-to-image, inpainting)")
+    e.add_argument("--init-image", default=None, help="PNG/JPEG to edit (resized to the model's size if needed)")
+    e.add_argument("--strength", type=float, default=None,
+                   help="how much of the schedule to run on it, 0..1 (0: the input reconstructed, 1: all of it; default 1)")
+    e.add_argument("--mask", default=None, help="inpainting mask at the image's size: white = regenerate, black = keep")
+    e.add_argument("--keep-unmasked", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep the input's pixels outside the mask (default on)")
     return p
 
 
@@ -39,6 +47,12 @@ def main(argv: list[str] | None = None) -> None:
         raise LRFError(f"--num {args.num} is invalid; use at least 1")
     if not math.isfinite(args.cfg):
         raise LRFError(f"--cfg {args.cfg} is not a finite number")
+    if (args.mask or args.strength is not None) and not args.init_image:
+        raise LRFError(f"{'--mask' if args.mask else '--strength'} needs an image to edit; pass --init-image IN.png")
+    strength = 1.0 if args.strength is None else args.strength
+    start_index(args.steps, strength)  # refuses a strength outside [0, 1] before anything loads
+    image = load_image(args.init_image, "--init-image") if args.init_image else None
+    mask = load_image(args.mask, "--mask") if args.mask else None
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = LRFPipeline.from_checkpoint(args.checkpoint)
@@ -47,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = [c for c in classes for _ in range(args.num)]
     seeds = [args.seed + j for _ in classes for j in range(args.num)]
     images = pipe(labels, seeds, num_inference_steps=args.steps, guidance_scale=args.cfg, recursions=R,
-                  output_type="pt").images
+                  output_type="pt", image=image, strength=strength, mask=mask, keep_unmasked=args.keep_unmasked).images
     if not torch.isfinite(images).all():
         raise LRFError("the model produced NaN/Inf values; the checkpoint is damaged, re-train or re-download it")
     out = Path(args.out)
@@ -57,4 +71,6 @@ def main(argv: list[str] | None = None) -> None:
         image_grid(images[i : i + 1], nrow=1, scale=args.scale, pad=0).save(out / name)
     if args.grid:
         image_grid(images, nrow=args.num, scale=4).save(out / "grid.png")
-    print(f"wrote {len(labels)} image(s) to {out}/ ({args.steps} steps, cfg {args.cfg}, R={R})")
+    edit = (f", {'inpainting' if mask else 'image-to-image'} of {args.init_image} at strength {strength:g}"
+            if image is not None else "")
+    print(f"wrote {len(labels)} image(s) to {out}/ ({args.steps} steps, cfg {args.cfg}, R={R}{edit})")

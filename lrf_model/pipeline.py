@@ -13,17 +13,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from diffusers import AutoencoderTiny, DiffusionPipeline, ImagePipelineOutput
 from PIL import Image
 
-from .autoencoder import from_model_space, load_autoencoder
+from .autoencoder import downsample_factor, encode_pixels, from_model_space, load_autoencoder
 from .classes import class_index
-from .data import tensor_to_images
+from .data import from_pixels, tensor_to_images
+from .editing import image_pixels, latent_mask, mask_pixels, paste_unmasked, start_index
 from .errors import LRFError
 from .families import Family, family_of, latent_shape, load_denoiser
 from .families import class_names as family_class_names
-from .sampling import batch_noise, sample, schedule
+from .sampling import batch_noise, noised, sample, schedule
 
 DEFAULT_STEPS = 4
 DEFAULT_CFG = 3.0
@@ -81,6 +83,16 @@ class LRFPipeline(DiffusionPipeline):
     def class_index(self, name_or_index: str | int) -> int:
         return class_index(self.class_names, name_or_index)
 
+    @property
+    def image_side(self) -> int:
+        """The side of the images this pipeline makes and edits (latent side x the autoencoder's factor)."""
+        return self.latent_shape[-1] * downsample_factor(self.autoencoder)
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """8-bit RGB (B, H, W, 3) -> model-space latents (B, C, S, S)."""
+        return encode_pixels(self.autoencoder, pixels.to(self.device))
+
     @torch.no_grad()
     def generate_latents(
         self,
@@ -91,22 +103,63 @@ class LRFPipeline(DiffusionPipeline):
         recursions: int | None = None,
         shift: float = 1.0,
         callback: Callable[[int, torch.Tensor], None] | None = None,
+        image: torch.Tensor | None = None,
+        strength: float = 1.0,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Final latents in model space, (B, C, S, S)."""
+        """Final latents in model space, (B, C, S, S). With ``image`` (8-bit RGB (B, H, W, 3)): an edit
+        of it (:mod:`lrf_model.editing`) at ``strength``, inpainting where ``mask`` (B, 1, H, W) is 1."""
         if len(class_labels) != len(seeds):
             raise LRFError(f"got {len(class_labels)} classes but {len(seeds)} seeds; give one seed per image")
+        if image is None and (mask is not None or strength != 1.0):
+            raise LRFError("a mask or a strength needs an input image; pass --init-image (image=) as well")
         ts = schedule(steps, shift)
-        noise = batch_noise(seeds, self.latent_shape).to(self.device)
+        eps = batch_noise(seeds, self.latent_shape).to(self.device)
         labels = torch.tensor([self.class_index(c) for c in class_labels], device=self.device)
-        return sample(self.denoiser, noise, labels, ts, self.denoiser.config.num_classes, cfg_scale, recursions, callback)
+        start, inpaint = eps, None
+        if image is not None:
+            known = self.encode(image)
+            ts = ts[start_index(steps, strength):]
+            start = noised(known, eps, ts[0])
+            if mask is not None:
+                inpaint = (known, eps, latent_mask(mask.to(self.device), downsample_factor(self.autoencoder)))
+        return sample(self.denoiser, start, labels, ts, self.denoiser.config.num_classes, cfg_scale, recursions,
+                      callback, inpaint)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Model-space latents -> images in [-1, 1]."""
         return self.autoencoder.decode(from_model_space(self.autoencoder, z)).sample.clamp(-1, 1)
 
-    def generate_tensor(self, class_labels: Sequence[int], seeds: Sequence[int], **kwargs) -> torch.Tensor:
-        return self.decode(self.generate_latents(class_labels, seeds, **kwargs))
+    def generate_tensor(self, class_labels: Sequence[int], seeds: Sequence[int], image: torch.Tensor | None = None,
+                        mask: torch.Tensor | None = None, keep_unmasked: bool = True, **kwargs) -> torch.Tensor:
+        """Images in [-1, 1], (B, 3, H, W); an inpainting edit keeps the input's pixels outside the
+        mask unless ``keep_unmasked`` is False."""
+        images = self.decode(self.generate_latents(class_labels, seeds, image=image, mask=mask, **kwargs))
+        if mask is not None and keep_unmasked:
+            images = paste_unmasked(images, from_pixels(image.to(self.device)), mask.to(self.device))
+        return images
+
+    def edit_inputs(self, n: int, image, mask) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``image`` and ``mask`` (each a PIL image or array, or a list of n) as batched tensors at the
+        model's size: (n, H, W, 3) uint8 and (n, 1, H, W) float."""
+        if image is None:
+            if mask is not None:
+                raise LRFError("a mask needs an input image; pass --init-image (image=) as well")
+            return None, None
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(images)
+        if len(images) not in (1, n) or len(masks) != len(images):
+            raise LRFError(f"got {len(images)} images and {len(masks)} masks for {n} samples; give one, or one per sample")
+        side = self.image_side
+        masks_t = None
+        if mask is not None:  # checked first: a mismatched mask is refused before any image is resized
+            sizes = [im.size if isinstance(im, Image.Image) else (np.asarray(im).shape[1], np.asarray(im).shape[0])
+                     for im in images]
+            masks_t = torch.from_numpy(np.stack([mask_pixels(m, size, side) for m, size in zip(masks, sizes)]))[:, None]
+            masks_t = masks_t.expand(n, -1, -1, -1)
+        pixels = torch.from_numpy(np.stack([image_pixels(im, side) for im in images])).expand(n, -1, -1, -1)
+        return pixels, masks_t
 
     @torch.no_grad()
     def __call__(
@@ -118,17 +171,28 @@ class LRFPipeline(DiffusionPipeline):
         recursions: int | None = None,
         output_type: str = "pil",
         batch_size: int = 64,
+        image=None,
+        strength: float = 1.0,
+        mask=None,
+        keep_unmasked: bool = True,
     ) -> ImagePipelineOutput:
-        """Generate one image per class label; image ``j`` uses ``seeds[j]`` (default ``j``)."""
+        """Generate one image per class label; image ``j`` uses ``seeds[j]`` (default ``j``). With
+        ``image`` (a PIL image or 8-bit RGB array, or one per label): image-to-image at ``strength``,
+        inpainting where ``mask`` (white = regenerate) is set."""
         labels = list(class_labels)
         seeds = list(range(len(labels))) if seeds is None else list(seeds)
+        pixels, masks = self.edit_inputs(len(labels), image, mask)
+        run_steps = num_inference_steps - (start_index(num_inference_steps, strength) if pixels is not None else 0)
         chunks = []
         batches = range(0, len(labels), batch_size)
-        with self.progress_bar(total=len(batches) * num_inference_steps) as bar:  # one tick per denoising step
+        with self.progress_bar(total=len(batches) * run_steps) as bar:  # one tick per denoising step
             for i in batches:
-                chunks.append(self.generate_tensor(labels[i : i + batch_size], seeds[i : i + batch_size],
-                                                   steps=num_inference_steps, cfg_scale=guidance_scale,
-                                                   recursions=recursions, callback=lambda _i, _z: bar.update()))
+                part = slice(i, i + batch_size)
+                chunks.append(self.generate_tensor(
+                    labels[part], seeds[part], image=None if pixels is None else pixels[part],
+                    mask=None if masks is None else masks[part], keep_unmasked=keep_unmasked, strength=strength,
+                    steps=num_inference_steps, cfg_scale=guidance_scale, recursions=recursions,
+                    callback=lambda _i, _z: bar.update()))
         images = torch.cat(chunks)
         if output_type == "pt":
             return ImagePipelineOutput(images=images)

@@ -56,6 +56,23 @@ def batch_noise(seeds: Sequence[int], latent_shape: Sequence[int]) -> torch.Tens
 # --- the sampler ----------------------------------------------------------------------------
 
 
+def noised(z0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """The point of the straight path at time ``t``: ``(1 - t) z0 + t eps`` (``t``: a float or (B,)).
+
+    Training's noisy input, image-to-image's start latent and inpainting's known region are all
+    this one formula; at ``t = 1`` it is ``eps`` exactly and at ``t = 0`` it is ``z0`` exactly."""
+    if torch.is_tensor(t):
+        t = t.reshape(-1, 1, 1, 1)
+    return (1 - t) * z0 + t * eps
+
+
+def inpaint_blend(z: torch.Tensor, known: torch.Tensor, eps: torch.Tensor, mask: torch.Tensor,
+                  t: torch.Tensor | float) -> torch.Tensor:
+    """Inpainting after a step that reached ``t``: the sample where ``mask`` is 1 (regenerate), the
+    known latent noised to ``t`` (with the start's ``eps``) where it is 0. ``mask``: (B, 1, S, S)."""
+    return mask * z + (1 - mask) * noised(known, eps, t)
+
+
 def guided_velocity(
     model: Callable[..., torch.Tensor],
     z: torch.Tensor,
@@ -97,12 +114,13 @@ def integrate(
     cfg_scale: torch.Tensor | float,
     recursions: int | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    inpaint: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Euler-integrate from ``noise`` at ``ts[0]`` to ``ts[-1]``; returns the final latent.
+    """Euler-integrate from ``noise`` (the start latent) at ``ts[0]`` to ``ts[-1]``; returns the final latent.
 
-    ``callback(i, z)`` is called after step ``i`` (progress bars, trajectory capture).
-    Free of any grad context, so ``torch.export`` can unroll it; :func:`sample` is the same
-    under ``torch.no_grad``.
+    ``inpaint = (known, eps, mask)`` applies :func:`inpaint_blend` after every step. ``callback(i, z)``
+    is called after step ``i`` (progress bars, trajectory capture). Free of any grad context, so
+    ``torch.export`` can unroll it; :func:`sample` is the same under ``torch.no_grad``.
     """
     z = noise
     B = z.shape[0]
@@ -110,6 +128,8 @@ def integrate(
         t = torch.full((B,), ts[i], dtype=z.dtype)
         dt = torch.full((B,), ts[i] - ts[i + 1], dtype=z.dtype)
         z = guided_step(model, z, t, dt, class_labels, null_class, cfg_scale, recursions)
+        if inpaint is not None:
+            z = inpaint_blend(z, *inpaint, ts[i + 1])
         if callback is not None:
             callback(i, z)
     return z

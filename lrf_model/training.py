@@ -28,6 +28,7 @@ from .data import CIFAR10_CLASSES, cached_latents, images_to_tensor, load_cifar1
 from .errors import LRFError, cli_errors
 from .families import FAMILIES, get_family
 from .plots import save_image_grid, save_loss_curve
+from .sampling import noised
 from .trainer import (CheckpointTimer, StopSignal, append_log, epoch_batches, optimizer_step, read_log,
                       refuse_changed_resume, save_training_state, setup_runtime, should_stop, start_or_resume, take, wrap_ddp)
 
@@ -226,9 +227,7 @@ def logit_normal(n: int, device: torch.device, generator: torch.Generator | None
 def flow_loss(model, z0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
               recursions: int | None, weighting: str) -> torch.Tensor:
     """Rectified-flow velocity loss. ``weighting='snr'``: min-SNR-5 weights; ``'mse'``: plain."""
-    tt = t.reshape(-1, 1, 1, 1)
-    zt = (1 - tt) * z0 + tt * noise
-    v = model(zt, t, labels, recursions)
+    v = model(noised(z0, noise, t), t, labels, recursions)
     per_sample = (v.float() - (noise - z0)).pow(2).mean(dim=(1, 2, 3))
     if weighting == "mse":
         return per_sample.mean()

@@ -11,6 +11,7 @@ manifest verifies; ``--fresh`` in each script re-exports. Two kinds of checkpoin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -78,20 +79,33 @@ def scaled_checkpoint(side: int) -> Path:
     from lrf_model.pipeline import LRFPipeline, default_checkpoint
 
     root = BUNDLES / f"checkpoint-{side}px"
-    if (root / "model_index.json").is_file():
-        return root
     shipped = json.loads((default_checkpoint() / "denoiser" / "config.json").read_text())
     config = {k: v for k, v in shipped.items() if not k.startswith("_")}
     config["latent_size"] = SCALES[side]
     if "mixer" in config:  # a family with a choice of token mixer: the one that scales linearly
         config["mixer"] = "linear"
+    saved = root / "denoiser" / "config.json"
+    if (root / "model_index.json").is_file() and saved.is_file():
+        old = json.loads(saved.read_text())
+        if old.get("_class_name") == shipped.get("_class_name") and \
+                {k: v for k, v in old.items() if not k.startswith("_")} == json.loads(json.dumps(config)):
+            return root  # made for the shipped architecture as it is now
     torch.manual_seed(side)
     denoiser = family_named_in(shipped).build(**config)
-    with torch.no_grad():  # adaLN-Zero starts as the identity: give every weight a value
+    with torch.no_grad():  # adaLN-Zero starts as the identity: give every weight a value, scaled by its fan-in
         for p in denoiser.parameters():
-            p.copy_(torch.randn(p.shape) / math.sqrt(p.shape[-1] if p.dim() > 1 else 64))
+            p.copy_(torch.randn(p.shape) / math.sqrt(p[0].numel() if p.dim() > 1 else 64))
     LRFPipeline(denoiser.eval(), build_autoencoder(downsample=8, latent_channels=config["latent_channels"], channels=64).eval()).save_pretrained(root)
     return root
+
+
+def checkpoint_digest(root: Path) -> str:
+    """sha256 over a checkpoint's configs and weights: a cached bundle is reused only while it matches."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def bundle(target: str, quantize: str, side: int = 32, fresh: bool = False) -> Path:
@@ -99,25 +113,33 @@ def bundle(target: str, quantize: str, side: int = 32, fresh: bool = False) -> P
     from lrf_export.bundle import load_manifest
     from lrf_export.exporter import ExportOptions, export_bundles
     from lrf_model.errors import LRFError
+    from lrf_model.pipeline import default_checkpoint
 
     precision = "int8" if quantize == "int8" else "float"
     out = BUNDLES / f"{target}-{precision}-{side}px-s{STEPS}"
+    checkpoint = default_checkpoint() if side == 32 else scaled_checkpoint(side)
+    source = BUNDLES / f"{out.name}.source"  # the digest of the weights it was exported from
+    digest = checkpoint_digest(checkpoint)
     if out.exists() and not fresh:
         try:
             m = load_manifest(out)
-            if m["sampler"]["steps"] == STEPS and m["target"] == target:
+            if m["sampler"]["steps"] == STEPS and m["target"] == target and source.is_file() \
+                    and source.read_text() == digest:
                 return out
+            print(f"re-exporting {out.relative_to(ROOT)}: made from other weights or settings", flush=True)
         except LRFError as e:
             print(f"re-exporting {out.relative_to(ROOT)}: {e}", flush=True)
     print(f"exporting {out.relative_to(ROOT)} ...", flush=True)
-    checkpoint = None if side == 32 else str(scaled_checkpoint(side))
-    (result,) = export_bundles(ExportOptions(target=target, steps=STEPS, quantize=quantize, checkpoint=checkpoint, out=str(out)))
+    source.unlink(missing_ok=True)
+    (result,) = export_bundles(ExportOptions(target=target, steps=STEPS, quantize=quantize, checkpoint=str(checkpoint),
+                                             out=str(out)))
     if not result.ok:
         if side == 32:
             sys.exit(f"{out}: the parity gate failed; see {out / 'parity.json'}")
         # Random weights have no trained scale for int8 calibration to match; only the
         # shipped model's parity means anything (benchmarks/parity.py).
         print(f"note: {out.name} (random weights) misses the parity gate; measuring it anyway", flush=True)
+    source.write_text(digest)
     return out
 
 

@@ -2,8 +2,8 @@
 XNNPACK's ARM kernels, on three CPU models that pick three int8 kernel families.
 
 - ``cortex-a53`` (low-end Android cores: NEON without dot product, smull/smlal kernels), with a
-  sysroot whose ``/proc/cpuinfo`` names the core: under qemu-user the guest otherwise reads the
-  host's, and cpuinfo would never choose the A53-tuned kernels;
+  ``/proc/cpuinfo`` that names the core (``runtimes/native/cross/run-aarch64.sh``): under qemu-user
+  the guest otherwise reads the host's, and cpuinfo would never choose the A53-tuned kernels;
 - ``cortex-a76`` (mid-range: ``sdot``, fp16 arithmetic);
 - ``max,sme=off`` (flagship: ``i8mm``/``smmla``). SME is off because qemu 7.2 computes the SME int8
   outer product (SMOPA) wrongly; SME2 is not emulated at all.
@@ -15,7 +15,6 @@ aarch64 wheel; the ARM image of a seed must match the x86 one within the bundle'
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,13 +23,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lrf_export.checks import metric
 from tests.test_native import lrf_native  # noqa: F401  (the x86 build, a fixture)
 
 NATIVE = Path(__file__).resolve().parents[1] / "runtimes" / "native"
 QEMU = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
 ARM64_LIBS = Path("/usr/lib/aarch64-linux-gnu")
-# qemu CPU model -> the "CPU part" its /proc/cpuinfo must name (None: the host's cpuinfo is fine).
-CPUS = {"cortex-a53": "0xd03", "cortex-a76": None, "max,sme=off": None}
+CPUS = ("cortex-a53", "cortex-a76", "max,sme=off")  # qemu CPU models (run-aarch64.sh says what each stands for)
 
 
 def missing_tools() -> list[str]:
@@ -52,48 +51,26 @@ def arm_native() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def cpuinfo_roots(tmp_path_factory) -> dict[str, str]:
-    """qemu ``-L`` prefix per CPU model: ``/`` (the multiarch arm64 libc), or a directory holding only an
-    ARM-format ``proc/cpuinfo``; every other path falls through to the host's."""
-    roots = {}
-    for cpu, part in CPUS.items():
-        if part is None:
-            roots[cpu] = "/"
-            continue
-        root = tmp_path_factory.mktemp(cpu)
-        (root / "proc").mkdir()
-        (root / "proc" / "cpuinfo").write_text("".join(
-            f"processor\t: {i}\nBogoMIPS\t: 38.40\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
-            f"CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: {part}\nCPU revision\t: 4\n\n"
-            for i in range(os.cpu_count() or 1)))
-        roots[cpu] = str(root)
-    return roots
-
-
-def emulated(binary: Path, root: str, cpu: str, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([QEMU, "-L", root, "-cpu", cpu, str(binary), *map(str, args)],
+def emulated(cpu: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(NATIVE / "cross" / "run-aarch64.sh"), cpu, *map(str, args)],
                           capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("quantize", ["none", "int8"])
-@pytest.mark.parametrize("cpu", list(CPUS))
-def test_arm64_selftest_and_image_match_x86(arm_native, cpuinfo_roots, lrf_native, tiny_bundle, tmp_path,  # noqa: F811
-                                            cpu, quantize):
+@pytest.mark.parametrize("cpu", CPUS)
+def test_arm64_selftest_and_image_match_x86(arm_native, lrf_native, tiny_bundle, tmp_path, cpu, quantize):  # noqa: F811
     bundle = tiny_bundle("executorch", quantize).path
-    result = emulated(arm_native, cpuinfo_roots[cpu], cpu, bundle, "--selftest", "--json", "--threads", "1")
+    result = emulated(cpu, bundle, "--selftest", "--json", "--threads", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["passed"] is True and report["precision"] == ("int8" if quantize == "int8" else "fp32")
     assert all(c["passed"] for c in report["selftest"]), report["selftest"]
 
     arm_png, x86_png = tmp_path / "arm.png", tmp_path / "x86.png"
-    result = emulated(arm_native, cpuinfo_roots[cpu], cpu, bundle, "--class", "3", "--seed", "5", "--out", arm_png)
+    result = emulated(cpu, bundle, "--class", "3", "--seed", "5", "--out", arm_png)
     assert result.returncode == 0, result.stderr
     subprocess.run([str(lrf_native), bundle, "--class", "3", "--seed", "5", "--out", x86_png], check=True,
                    capture_output=True)
-    arm, x86 = (np.asarray(Image.open(p), dtype=np.float64) for p in (arm_png, x86_png))
-    mse = float(((arm - x86) ** 2).mean())
-    psnr = float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+    psnr = metric("psnr", *(np.asarray(Image.open(p)) for p in (arm_png, x86_png)))
     limit = json.loads((bundle / "manifest.json").read_text())["tolerance"]["image_psnr_db"]
     assert psnr >= limit, f"{cpu} {quantize}: ARM image at {psnr:.1f} dB of the x86 one, limit {limit} dB"

@@ -100,9 +100,11 @@ def scaled_checkpoint(side: int) -> Path:
 
 
 def checkpoint_digest(root: Path) -> str:
-    """sha256 over a checkpoint's configs and weights: a cached bundle is reused only while it matches."""
+    """sha256 over a checkpoint's configs and weights (``model_index.json`` and its components' files, not
+    the eval results or model card beside them): a cached bundle is reused only while it matches."""
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors")):
+    files = [Path(root) / "model_index.json", *Path(root).glob("*/config.json"), *Path(root).glob("*/*.safetensors")]
+    for f in sorted(p for p in files if p.is_file()):
         h.update(str(f.relative_to(root)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()

@@ -172,3 +172,15 @@ def test_a_model_with_few_classes_passes_every_self_test(lrf_native, tmp_path): 
     assert r.ok and json.loads((r.path / "manifest.json").read_text())["class_names"] == names
     result = native(lrf_native, r.path, "--selftest", "--json")
     assert result.returncode == 0 and json.loads(result.stdout)["passed"], result.stdout + result.stderr
+
+
+def test_unet2d_keeps_attention_and_the_latent_convs_float():
+    """INT8 takes the ResNet convs and linears; attention projections (whose error guidance amplifies)
+    and the latent-wide first/last convs stay float, whatever the configuration names them."""
+    den = families.UNET2D.build(**families.UNET2D.tiny_config, latent_channels=4, latent_size=8, num_classes=10,
+                                class_names=list(CIFAR10_CLASSES))
+    chosen = families.UNET2D.int8_modules(den)
+    assert chosen and not any(".attentions." in name for name in chosen)
+    assert "unet.conv_in" not in chosen and "unet.conv_out" not in chosen
+    assert any(name.endswith("resnets.0.conv1") for name in chosen)
+    assert any(name.endswith("to_q") for name, m in den.named_modules() if isinstance(m, torch.nn.Linear))

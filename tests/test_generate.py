@@ -9,7 +9,7 @@ from PIL import Image
 
 from lrf_model.data import CIFAR10_CLASSES
 from lrf_model.generate import main
-from lrf_model.pipeline import LRFPipeline, default_checkpoint
+from lrf_model.pipeline import DEFAULT_CFG, LRFPipeline, default_checkpoint
 
 
 def run_cli(args, capsys):
@@ -55,17 +55,16 @@ def test_bad_inputs_give_one_line_errors(tmp_path, tiny_checkpoint, capsys):
 
 
 def test_shipped_checkpoint_makes_colourful_images_for_every_class():
-    """No grey images: every class has real contrast at the default 4 steps.
+    """No grey images: every class has real contrast at the default 4 steps and cfg.
 
-    (Real CIFAR-10 test images have per-class pixel std 0.44-0.54; grey failures are < 0.1.
-    The seed's stricter "std > 0.3" holds for every class at 8 and 50 steps; at 4 steps deer
-    measures 0.26, see the model card.)"""
+    Real CIFAR-10 test images have per-class pixel std 0.44-0.54; grey failures are < 0.1. The
+    seed's "std > 0.3" holds for every class (the lowest, deer's green/brown scenes, measures 0.32)."""
     pipe = LRFPipeline.from_checkpoint(default_checkpoint())
     assert pipe.class_names == CIFAR10_CLASSES
     labels = [k for k in range(10) for _ in range(8)]
-    images = pipe.generate_tensor(labels, list(range(len(labels))), steps=4, cfg_scale=3.0)
+    images = pipe.generate_tensor(labels, list(range(len(labels))), steps=4, cfg_scale=DEFAULT_CFG)
     assert torch.isfinite(images).all()
     for k in range(10):
         cls = images[8 * k : 8 * k + 8]
         std, span = cls.std().item(), (cls.max() - cls.min()).item()
-        assert std > 0.2 and span > 1.0, f"class {CIFAR10_CLASSES[k]}: pixel std {std:.3f}, range {span:.2f} (grey images)"
+        assert std > 0.3 and span > 1.0, f"class {CIFAR10_CLASSES[k]}: pixel std {std:.3f}, range {span:.2f} (grey images)"

@@ -45,6 +45,7 @@ class Family:
     config_from_args: Callable[[argparse.Namespace], dict]
     tiny_config: dict
     int8_excluded: tuple[str, ...] = ()  # module names (relative to the denoiser) kept float
+    int8_float_within: tuple[type, ...] = ()  # module types whose layers all stay float (e.g. attention)
     recursive: bool = False
     conditioning: tuple[str, ...] = ("class_id",)
     state: tuple[str, ...] = ()
@@ -61,8 +62,9 @@ class Family:
 
     def int8_modules(self, model: torch.nn.Module) -> dict[str, torch.nn.Module]:
         """``{name: module}`` of the denoiser's modules that INT8 quantizes."""
+        kept = {id(sub) for m in model.modules() if isinstance(m, self.int8_float_within) for sub in m.modules()}
         return {name: m for name, m in model.named_modules()
-                if isinstance(m, self.int8_module_types) and name not in self.int8_excluded}
+                if isinstance(m, self.int8_module_types) and name not in self.int8_excluded and id(m) not in kept}
 
     def describe(self) -> dict:
         """What a bundle's manifest records about the family."""

@@ -14,6 +14,7 @@ import argparse
 
 import torch
 from diffusers import UNet2DModel
+from diffusers.models.attention_processor import Attention
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
@@ -90,11 +91,16 @@ UNET2D = Family(
     name="unet2d",
     model_class=UNet2DDenoiser,
     description="diffusers UNet2DModel with class embeddings (DDPM's CIFAR-10 architecture, small)",
-    # Convs and linears of the ResNet and attention blocks; the latent-wide first and last
-    # convs stay float, as LRF's input embedding and output projection do.
+    # Convs and linears of the ResNet blocks and the time embedding. The latent-wide first and last
+    # convs stay float, as LRF's input embedding and output projection do, and so do the attention
+    # projections (9% of the shipped model's weights), whose error guidance amplifies. Measured on
+    # the shipped model's 4-step int8 trajectory against the reference: at cfg 3 3.8e-2 with them
+    # float (4.4e-2 quantized, an earlier checkpoint); at cfg 4 4.8-6.6e-2 float and 7.8e-2
+    # quantized, over the 5e-2 gate either way (keeping the time embedding float too: 5.7e-2).
     int8_module_types=(torch.nn.Linear, torch.nn.Conv2d),
     int8_excluded=("unet.conv_in", "unet.conv_out"),
-    int8_min_share=0.9,
+    int8_float_within=(Attention,),
+    int8_min_share=0.85,
     add_arguments=_add_arguments,
     config_from_args=_config_from_args,
     tiny_config=dict(block_out_channels=(32, 32), attention_levels=(False, True), norm_num_groups=8, attention_head_dim=8),

@@ -27,8 +27,9 @@ class Family:
     - ``conditioning``: the inputs of a denoising step besides latent, t, dt and cfg (the
       bundle's plan declares them; ``class_id`` for every family so far);
     - ``state``: tensors carried from one step to the next (none so far);
-    - ``int8_module_types`` / ``int8_excluded``: the modules INT8 may quantize, chosen by type
-      (renaming a layer cannot silently turn quantization off); ``int8_min_share``: the share
+    - ``int8_module_types`` / ``int8_excluded`` / ``int8_float_within``: the modules INT8 may quantize,
+      chosen by type (renaming a layer cannot silently turn quantization off), less named ones and
+      every layer inside a module of a kept-float type (attention); ``int8_min_share``: the share
       of the step graph's weights an "int8" artifact must hold as int8 (the gate checks it);
     - ``recursive``: whether R (passes of shared weights) is chosen at call time, read from
       ``config.recursions`` / ``config.max_recursions``; otherwise R is 1;

@@ -51,22 +51,26 @@ def load_image(path: str | Path, what: str = "image") -> Image.Image:
         raise LRFError(f"{what} {path} is not a readable image ({type(e).__name__}); pass a PNG or JPEG file") from None
 
 
-def image_pixels(image: Image.Image | np.ndarray, side: int, what: str = "image") -> np.ndarray:
+def as_image(image: Image.Image | np.ndarray) -> Image.Image:
+    """A PIL image, or an 8-bit array (H, W[, C]) as one."""
+    return image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+
+
+def image_pixels(image: Image.Image, side: int, what: str = "image") -> np.ndarray:
     """8-bit RGB ``(side, side, 3)``: ``image`` as it is, or resized (bicubic) with a one-line note."""
-    im = Image.fromarray(np.asarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image
-    im = im.convert("RGB")
+    im = image.convert("RGB")
     if im.size != (side, side):
         print(f"note: {what} resized from {im.size[0]}x{im.size[1]} to {side}x{side}, the model's size", file=sys.stderr)
         im = im.resize((side, side), Image.Resampling.BICUBIC)
     return np.asarray(im, dtype=np.uint8)
 
 
-def mask_pixels(mask: Image.Image | np.ndarray, image_size: tuple[int, int], side: int) -> np.ndarray:
+def mask_pixels(mask: Image.Image, image_size: tuple[int, int], side: int) -> np.ndarray:
     """A mask as float ``(side, side)`` of 0 (keep) and 1 (regenerate: any pixel brighter than mid-grey).
 
     ``image_size`` (width, height) is the size of the image it belongs to, before any resize: a mask
     drawn for another picture is refused rather than stretched onto this one."""
-    im = Image.fromarray(np.asarray(mask, dtype=np.uint8)) if isinstance(mask, np.ndarray) else mask
+    im = mask
     if im.size != tuple(image_size):
         raise LRFError(f"the mask is {im.size[0]}x{im.size[1]} but the image is {image_size[0]}x{image_size[1]}; "
                        "draw the mask at the image's size")

@@ -21,7 +21,7 @@ from PIL import Image
 from .autoencoder import downsample_factor, encode_pixels, from_model_space, load_autoencoder
 from .classes import class_index
 from .data import from_pixels, tensor_to_images
-from .editing import image_pixels, latent_mask, mask_pixels, paste_unmasked, start_index
+from .editing import as_image, image_pixels, latent_mask, mask_pixels, paste_unmasked, start_index
 from .errors import LRFError
 from .families import Family, family_of, latent_shape, load_denoiser
 from .families import class_names as family_class_names
@@ -147,16 +147,15 @@ class LRFPipeline(DiffusionPipeline):
             if mask is not None:
                 raise LRFError("a mask needs an input image; pass --init-image (image=) as well")
             return None, None
-        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        images = [as_image(im) for im in (image if isinstance(image, (list, tuple)) else [image])]
         masks = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(images)
         if len(images) not in (1, n) or len(masks) != len(images):
             raise LRFError(f"got {len(images)} images and {len(masks)} masks for {n} samples; give one, or one per sample")
         side = self.image_side
         masks_t = None
         if mask is not None:  # checked first: a mismatched mask is refused before any image is resized
-            sizes = [im.size if isinstance(im, Image.Image) else (np.asarray(im).shape[1], np.asarray(im).shape[0])
-                     for im in images]
-            masks_t = torch.from_numpy(np.stack([mask_pixels(m, size, side) for m, size in zip(masks, sizes)]))[:, None]
+            masks_t = torch.from_numpy(np.stack([mask_pixels(as_image(m), im.size, side)
+                                                 for m, im in zip(masks, images)]))[:, None]
             masks_t = masks_t.expand(n, -1, -1, -1)
         pixels = torch.from_numpy(np.stack([image_pixels(im, side) for im in images])).expand(n, -1, -1, -1)
         return pixels, masks_t

@@ -102,10 +102,10 @@ def onnx_runtime(bundle: Path, threads: int, images: int, warmup: int) -> dict:
     for img in range(warmup + images):
         per: list[float] = []
         t_img = time.perf_counter()
-        state = rt.iterate(rt.inputs({"class": img % len(rt.manifest["class_names"]), "seed": img}),
-                           callback=lambda i, _state, s: per.append(1000 * s))
+        values = rt.inputs({"class": img % len(rt.manifest["class_names"]), "seed": img})
+        state = rt.iterate(values, callback=lambda i, _state, s: per.append(1000 * s))
         t0 = time.perf_counter()
-        rt.finish(state)
+        rt.finish(state, values)
         dec = 1000 * (time.perf_counter() - t0)
         if img >= warmup:
             steps += per

@@ -55,9 +55,10 @@ def worker_onnx(bundle: str) -> dict:
     stages = {"after_import": reading()}
     rt = BundleRuntime(bundle)
     stages["after_load"] = reading()
-    state = rt.iterate(rt.inputs({"class": 3, "seed": 0}))
+    values = rt.inputs({"class": 3, "seed": 0})
+    state = rt.iterate(values)
     stages["after_denoise"] = reading()
-    rt.finish(state)
+    rt.finish(state, values)
     stages["after_decode"] = reading()
     assert "torch" not in sys.modules, "the ONNX Runtime path must not import torch"
     return stages

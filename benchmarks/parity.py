@@ -54,7 +54,7 @@ def trajectory_rel(path: Path) -> list[float]:
     expected = load_tensor(rt.root, rt.manifest["tensors"][check["expected"]])
     rel: list[float] = []
     rt.iterate(rt.inputs(check["inputs"]), callback=lambda i, state, _s: rel.append(
-        metric("rel", next(iter(state.values())), expected[i])))
+        metric("rel", state["latent"], expected[i])))
     return rel
 
 

@@ -7,9 +7,10 @@ verdicts can be compared line by line (``tests/test_selftest_agreement.py``). A 
 
 - ``noise``: the runtime's portable noise for ``seed`` against ``expected``;
 - ``graph``: one artifact on the tensors named in ``feeds``; its ``output`` against ``expected``;
-- ``plan``: the whole plan on ``inputs``; ``compare`` ``"states"`` (the state after each loop
-  iteration against the same row of ``expected``, judged iteration by iteration: the value is the
-  worst iteration's) or ``"output"`` (the end graph's pixels) against ``expected``.
+- ``plan``: the whole plan on ``inputs`` (the ``image`` and ``mask`` inputs name tensors of the
+  bundle); ``compare`` ``"states"`` (the states the loop sets, after each loop iteration, against
+  the same row of ``expected``, judged iteration by iteration: the value is the worst
+  iteration's) or ``"output"`` (the end graph's pixels) against ``expected``.
 
 Metrics: ``rel`` = max|got - ref| / max(max|ref|, 1e-8) and ``max_abs`` (pass at or below the
 limit), ``psnr`` on 8-bit pixels, 10 log10(255^2 / MSE), infinite when equal (pass at or above).
@@ -25,6 +26,8 @@ import numpy as np
 from lrf_model.noise import noise_array
 
 from .bundle import load_tensor
+
+TENSOR_INPUTS = ("image", "mask")  # plan input kinds a check gives by tensor name
 
 
 def metric(name: str, got: np.ndarray, ref: np.ndarray) -> float:
@@ -53,12 +56,14 @@ def run_check(rt, check: dict) -> np.ndarray:
     if check["kind"] == "graph":
         feeds = {name: load_tensor(rt.root, tensors[t]) for name, t in check["feeds"].items()}
         return rt.run(check["graph"], feeds)[check["output"]]
-    values = rt.inputs(check["inputs"])
+    kinds = {spec["name"]: spec["kind"] for spec in rt.plan["inputs"]}
+    values = rt.inputs({name: load_tensor(rt.root, tensors[v]) if kinds.get(name) in TENSOR_INPUTS else v
+                        for name, v in check["inputs"].items()})
     if check["compare"] == "states":
         states: list[np.ndarray] = []
-        rt.iterate(values, callback=lambda i, state, s: states.append(np.stack(list(state.values()))))
+        rt.iterate(values, callback=lambda i, state, s: states.append(np.stack([state[n] for n in rt.plan["loop"]["next"]])))
         return np.concatenate(states)  # (iterations, ...) as the expected tensor stacks them
-    return rt.finish(rt.iterate(values))
+    return rt.finish(rt.iterate(values), values)
 
 
 def worst(name: str, values: list[float]) -> float:

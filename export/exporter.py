@@ -152,7 +152,7 @@ def _export_one(target: Target, precision: str, traces: Traces, ref, calib, pipe
                 progress.update(task, total=1, completed=1, description=f"{target.name}:{kind} lowered in {lowered.seconds:.1f}s")
         den, ae = pipe.denoiser, pipe.autoencoder
         specs = {kind: spec.with_pixel_dtype(target.pixel_dtype) for kind, spec in traces.specs.items()}
-        plan = build_plan(specs[opts.graph], specs["decoder"], opts.steps, cfg)
+        plan = build_plan(specs[opts.graph], specs["decoder"], specs["encoder"], opts.steps, cfg)
         tensors, checks = test_vectors.write(tmp, ref, plan, TOLERANCES[precision])
         pixels = specs["decoder"].outputs[0]
         manifest = {

@@ -3,13 +3,20 @@
 Each graph is a small ``nn.Module`` wrapper plus its named inputs/outputs, declared once here
 (:class:`GraphSpec`); every target lowers these same modules and names:
 
-- ``step``: one classifier-free-guided Euler step, ``(latent, t, dt, class_id, cfg) -> next_latent``.
-  It calls :func:`lrf_model.sampling.guided_step`, the function the PyTorch sampler uses.
+- ``step``: one classifier-free-guided Euler step with inpainting's blend,
+  ``(latent, t, dt, class_id, cfg, known, noise, latent_mask) -> next_latent``. It calls
+  :func:`lrf_model.sampling.guided_step`, the function the PyTorch sampler uses; ``latent_mask`` is
+  on the latent grid (1 = regenerate), so a mask of ones is plain generation and image-to-image,
+  bit for bit.
 - ``fused``: the whole N-step sampler with the schedule and CFG scale baked in,
   ``(noise, class_id) -> latent`` (see :mod:`lrf_export.passes.unroll`).
-- ``decoder``: model-space latent -> 8-bit RGB ``pixels`` (1, H, W, 3): latent un-scaling and the
-  one pixel formula (:func:`lrf_model.data.to_pixels`) inside, so no runtime converts pixels.
-- ``encoder``: 8-bit RGB ``pixels`` -> model-space latent (for editing).
+- ``decoder``: ``(latent, image, mask) -> pixels`` (1, H, W, 3) 8-bit RGB: latent un-scaling, the
+  input ``image``'s pixels pasted outside the pixel ``mask`` (:func:`lrf_model.data.paste_unmasked`;
+  a mask of ones keeps the decoded image as it is) and the one pixel formula
+  (:func:`lrf_model.data.to_pixels`) inside, so no runtime converts or blends pixels.
+- ``encoder``: an edit's start, ``(image, mask, noise, t_start) -> (known, latent, latent_mask)``
+  (:func:`lrf_model.sampling.edit_start`): the input's latent, it noised to the start time, the mask
+  on the latent grid.
 
 ``class_id`` is int32 and pixels are uint8 in every traced program, so each graph is traced once;
 a target without uint8 tensors (Core ML multiarrays) declares ``pixel_dtype = "int32"`` and a pass
@@ -24,11 +31,11 @@ from dataclasses import dataclass
 import torch
 from diffusers import AutoencoderTiny
 
-from lrf_model.autoencoder import downsample_factor, encode_pixels, from_model_space
-from lrf_model.data import to_pixels
+from lrf_model.autoencoder import downsample_factor, from_model_space
+from lrf_model.data import from_pixels, paste_unmasked, to_pixels
 from lrf_model.families import family_of
 from lrf_model.families import latent_shape as family_latent_shape
-from lrf_model.sampling import guided_step
+from lrf_model.sampling import edit_start, guided_step
 
 
 @dataclass(frozen=True)
@@ -76,8 +83,9 @@ class GuidedStepGraph(torch.nn.Module):
         self.null_class = denoiser.config.num_classes
 
     def forward(self, latent: torch.Tensor, t: torch.Tensor, dt: torch.Tensor, class_id: torch.Tensor,
-                cfg: torch.Tensor) -> torch.Tensor:
-        return guided_step(self.denoiser, latent, t, dt, class_id, self.null_class, cfg, self.recursions)
+                cfg: torch.Tensor, known: torch.Tensor, noise: torch.Tensor, latent_mask: torch.Tensor) -> torch.Tensor:
+        return guided_step(self.denoiser, latent, t, dt, class_id, self.null_class, cfg, self.recursions,
+                           (known, noise, latent_mask))
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
         return step_spec(self.denoiser, self.recursions, batch).example_inputs()
@@ -88,8 +96,9 @@ class DecoderGraph(torch.nn.Module):
         super().__init__()
         self.autoencoder = autoencoder
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return to_pixels(self.autoencoder.decode(from_model_space(self.autoencoder, latent)).sample)  # (1, H, W, 3)
+    def forward(self, latent: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        decoded = self.autoencoder.decode(from_model_space(self.autoencoder, latent)).sample.clamp(-1, 1)
+        return to_pixels(paste_unmasked(decoded, from_pixels(image), mask))  # (1, H, W, 3)
 
 
 class EncoderGraph(torch.nn.Module):
@@ -97,8 +106,9 @@ class EncoderGraph(torch.nn.Module):
         super().__init__()
         self.autoencoder = autoencoder
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return encode_pixels(self.autoencoder, pixels)
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor,
+                t_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return edit_start(self.autoencoder, image, mask, noise, t_start)
 
 
 def int8_paths(graph: torch.nn.Module, denoiser: torch.nn.Module) -> frozenset[str]:
@@ -111,6 +121,16 @@ def latent_shape(denoiser: torch.nn.Module, batch: int = 1) -> tuple[int, int, i
     return (batch, *family_latent_shape(denoiser))
 
 
+def latent_mask_shape(lat: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """The one-channel mask of an (N, C, S, S) latent: (N, 1, S, S)."""
+    return (lat[0], 1, *lat[2:])
+
+
+def pixel_mask_shape(pix: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """The one-channel mask of an (N, H, W, 3) image: (N, 1, H, W)."""
+    return (pix[0], 1, *pix[1:3])
+
+
 def step_spec(denoiser: torch.nn.Module, recursions: int, batch: int = 1) -> GraphSpec:
     lat = latent_shape(denoiser, batch)
     graph = GuidedStepGraph(denoiser, recursions)
@@ -118,7 +138,9 @@ def step_spec(denoiser: torch.nn.Module, recursions: int, batch: int = 1) -> Gra
         "step",
         graph,
         [TensorSpec("latent", lat, "float32"), TensorSpec("t", (batch,), "float32"), TensorSpec("dt", (batch,), "float32"),
-         TensorSpec("class_id", (batch,), "int32"), TensorSpec("cfg", (batch,), "float32")],
+         TensorSpec("class_id", (batch,), "int32"), TensorSpec("cfg", (batch,), "float32"),
+         TensorSpec("known", lat, "float32"), TensorSpec("noise", lat, "float32"),
+         TensorSpec("latent_mask", latent_mask_shape(lat), "float32")],
         [TensorSpec("next_latent", lat, "float32")],
         int8_paths(graph, denoiser),
     )
@@ -130,10 +152,17 @@ def pixels_shape(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch:
 
 
 def decoder_spec(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
-    return GraphSpec("decoder", DecoderGraph(autoencoder), [TensorSpec("latent", latent_shape(denoiser, batch), "float32")],
-                     [TensorSpec("pixels", pixels_shape(denoiser, autoencoder, batch), "uint8")])
+    pix = pixels_shape(denoiser, autoencoder, batch)
+    return GraphSpec("decoder", DecoderGraph(autoencoder),
+                     [TensorSpec("latent", latent_shape(denoiser, batch), "float32"), TensorSpec("image", pix, "uint8"),
+                      TensorSpec("mask", pixel_mask_shape(pix), "float32")],
+                     [TensorSpec("pixels", pix, "uint8")])
 
 
 def encoder_spec(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
-    return GraphSpec("encoder", EncoderGraph(autoencoder), [TensorSpec("pixels", pixels_shape(denoiser, autoencoder, batch), "uint8")],
-                     [TensorSpec("latent", latent_shape(denoiser, batch), "float32")])
+    pix, lat = pixels_shape(denoiser, autoencoder, batch), latent_shape(denoiser, batch)
+    return GraphSpec("encoder", EncoderGraph(autoencoder),
+                     [TensorSpec("image", pix, "uint8"), TensorSpec("mask", pixel_mask_shape(pix), "float32"),
+                      TensorSpec("noise", lat, "float32"), TensorSpec("t_start", (batch,), "float32")],
+                     [TensorSpec("known", lat, "float32"), TensorSpec("latent", lat, "float32"),
+                      TensorSpec("latent_mask", latent_mask_shape(lat), "float32")])

@@ -1,12 +1,15 @@
 """Reference test vectors from the PyTorch model, and the bundle's checks over them.
 
-The tensors: ``noise`` (the portable noise of the trajectory seed); ``trajectory.states`` (the
-state after each loop iteration of one whole plan run) and ``trajectory.pixels`` (its decoded
-image); ``step{k}.*`` (a few single guided steps at points of a real trajectory);
-``encoder.latent`` (the encoder on the reference pixels). The checks are data: a list of
+The tensors: ``noise`` (the portable noise of the trajectory seed); for each plan run (plain
+generation ``trajectory``, image-to-image ``img2img`` and inpainting ``inpaint`` of the plain
+run's image) ``<run>.states`` (the latent after each loop iteration) and ``<run>.pixels`` (its
+image); ``edit.image`` / ``edit.mask`` (the edits' input, the mask a centred square);
+``step{k}.*`` (single guided steps, with inpainting's blend, at points of the inpainting run);
+``encoder.*`` (the edit start on the edit input). The checks are data: a list of
 ``{name, kind, ..., expected, metric, limit}`` that every runtime runs with one implementation of
 each metric (``rel`` | ``max_abs`` | ``psnr``; see :mod:`lrf_export.checks`) and prints as the
-same table. Also the calibration set for INT8: the step inputs of real trajectories for every class.
+same table; a plan check's ``inputs`` name tensors for the ``image`` and ``mask`` inputs. Also the
+calibration set for INT8: the step inputs of real trajectories for every class.
 """
 
 from __future__ import annotations
@@ -17,24 +20,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lrf_model.pipeline import LRFPipeline
-from lrf_model.sampling import guided_step, portable_noise, sample
-
 from lrf_model.data import to_pixels
+from lrf_model.pipeline import LRFPipeline
+from lrf_model.sampling import edit_start, guided_step, portable_noise, sample
 
 from .bundle import save_tensor
-from .graphs import EncoderGraph
 
 TRAJECTORY_SEED = 0
 STEP_SEED = 1
+IMG2IMG_SEED = 2
+IMG2IMG_STRENGTH = 0.5
+ENCODER_T = 0.5
 # The noise is no model output: every runtime's generator must give Python's values up to float32
 # rounding, whatever the precision.
 NOISE_MAX_ABS = 1e-6
 
 
 def test_classes(num_classes: int) -> tuple[int, int]:
-    """(trajectory class, single-step class): 3 and 7 where the model has them, always valid."""
+    """(trajectory class, edit class): 3 and 7 where the model has them, always valid."""
     return 3 % num_classes, 7 % num_classes
+
+
+@dataclass
+class Run:
+    """One plan run of the reference: its plan inputs, the latent after each step, its image."""
+
+    inputs: dict
+    states: np.ndarray  # (iterations, 1, C, S, S)
+    pixels: np.ndarray  # (1, H, W, 3) uint8
 
 
 @dataclass
@@ -42,11 +55,12 @@ class Reference:
     ts: list[float]
     cfg: float
     recursions: int
-    trajectory_class: int
-    trajectory: np.ndarray  # (N+1, 1, C, S, S): the noise, then the latent after each step
-    pixels: np.ndarray  # (1, H, W, 3) uint8
+    noise: np.ndarray  # the trajectory seed's noise (1, C, S, S)
+    runs: dict[str, Run]  # trajectory | img2img | inpaint
+    image: np.ndarray  # the edits' input: the plain run's image (1, H, W, 3) uint8
+    mask: np.ndarray  # (1, 1, H, W) float, a centred square
     steps: list[dict[str, np.ndarray]]  # inputs + next_latent
-    encoder_latent: np.ndarray
+    encoder: dict[str, np.ndarray]  # inputs + known
 
 
 def trajectory(pipe: LRFPipeline, seed: int, class_id: int, ts: list[float], cfg: float, R: int) -> list[torch.Tensor]:
@@ -57,34 +71,63 @@ def trajectory(pipe: LRFPipeline, seed: int, class_id: int, ts: list[float], cfg
     return latents
 
 
+def pipeline_run(pipe: LRFPipeline, inputs: dict, cfg: float, R: int, image=None, mask=None) -> Run:
+    """The pipeline's own run on plan ``inputs`` (the edits through ``generate_tensor``, as
+    ``lrf-generate`` makes them): the latent after each step and the final pixels."""
+    states: list[np.ndarray] = []
+    images = pipe.generate_tensor([inputs["class"]], [inputs["seed"]], image=image, mask=mask, steps=inputs["steps"],
+                                  cfg_scale=cfg, recursions=R, strength=inputs.get("strength", 1.0),
+                                  callback=lambda i, z: states.append(z.numpy().copy()))
+    return Run(inputs, np.stack(states), to_pixels(images).numpy())
+
+
+def centre_mask(side: int) -> np.ndarray:
+    mask = np.zeros((1, 1, side, side), np.float32)
+    mask[..., side // 4: side - side // 4, side // 4: side - side // 4] = 1
+    return mask
+
+
 @torch.no_grad()
 def reference(pipe: LRFPipeline, ts: list[float], cfg: float, R: int) -> Reference:
-    traj_class, step_class = test_classes(pipe.denoiser.config.num_classes)
-    lat = trajectory(pipe, TRAJECTORY_SEED, traj_class, ts, cfg, R)
-    image = pipe.decode(lat[-1])
-    pixels = to_pixels(image)
-    other = trajectory(pipe, STEP_SEED, step_class, ts, cfg, R)
+    traj_class, edit_class = test_classes(pipe.denoiser.config.num_classes)
     n = len(ts) - 1
+    plain = pipeline_run(pipe, {"class": traj_class, "seed": TRAJECTORY_SEED, "steps": n}, cfg, R)
+    image, mask = plain.pixels, centre_mask(pipe.image_side)
+    image_t, mask_t = torch.from_numpy(image), torch.from_numpy(mask)
+    runs = {
+        "trajectory": plain,
+        "img2img": pipeline_run(pipe, {"class": edit_class, "seed": IMG2IMG_SEED, "steps": n, "strength": IMG2IMG_STRENGTH,
+                                       "image": "edit.image"}, cfg, R, image=image_t),
+        "inpaint": pipeline_run(pipe, {"class": edit_class, "seed": STEP_SEED, "steps": n, "image": "edit.image",
+                                       "mask": "edit.mask"}, cfg, R, image=image_t, mask=mask_t),
+    }
+    eps = portable_noise(STEP_SEED, pipe.latent_shape)[None]
+    known, _, lmask = edit_start(pipe.autoencoder, image_t, mask_t, eps, torch.ones(1))
+    inpaint_states = [eps.numpy(), *runs["inpaint"].states]  # strength 1: the run starts from eps
     steps = []
     for i in sorted({0, n // 2, n - 1}):
-        feeds = {"latent": other[i].numpy(), "t": np.array([ts[i]], np.float32), "dt": np.array([ts[i] - ts[i + 1]], np.float32),
-                 "class_id": np.array([step_class], np.int32), "cfg": np.array([cfg], np.float32)}
-        out = guided_step(pipe.denoiser, *(torch.from_numpy(feeds[k]) for k in ("latent", "t", "dt", "class_id")),
-                          pipe.denoiser.config.num_classes, torch.from_numpy(feeds["cfg"]), R)
+        feeds = {"latent": inpaint_states[i], "t": np.array([ts[i]], np.float32), "dt": np.array([ts[i] - ts[i + 1]], np.float32),
+                 "class_id": np.array([edit_class], np.int32), "cfg": np.array([cfg], np.float32),
+                 "known": known.numpy(), "noise": eps.numpy(), "latent_mask": lmask.numpy()}
+        t = {k: torch.from_numpy(v) for k, v in feeds.items()}
+        out = guided_step(pipe.denoiser, t["latent"], t["t"], t["dt"], t["class_id"], pipe.denoiser.config.num_classes,
+                          t["cfg"], R, (t["known"], t["noise"], t["latent_mask"]))
         steps.append({**feeds, "next_latent": out.numpy()})
-    enc_latent = EncoderGraph(pipe.autoencoder)(pixels)
-    return Reference(ts, cfg, R, traj_class, torch.stack(lat).numpy(), pixels.numpy(), steps, enc_latent.numpy())
+    t_start = torch.full((1,), ENCODER_T)
+    enc_known, enc_latent, _ = edit_start(pipe.autoencoder, image_t, mask_t, eps, t_start)
+    encoder = {"image": image, "mask": mask, "noise": eps.numpy(), "t_start": t_start.numpy(), "known": enc_known.numpy(),
+               "latent": enc_latent.numpy()}
+    noise = portable_noise(TRAJECTORY_SEED, pipe.latent_shape)[None].numpy()
+    return Reference(ts, cfg, R, noise, runs, image, mask, steps, encoder)
 
 
 def write(root: Path, ref: Reference, plan: dict, tolerance: dict) -> tuple[dict, list[dict]]:
     """Write the reference tensors under ``test_vectors/``; returns the manifest's ``tensors``
     (name -> spec) and ``checks`` (for ``plan``, with the precision's ``tolerance``)."""
-    fused = plan["loop"]["repeat"] != {"schedule": "steps"}
-    states = ref.trajectory[-1:] if fused else ref.trajectory[1:]  # the state after each loop iteration
-    arrays = {"noise": ref.trajectory[0], "trajectory.states": states, "trajectory.final_latent": ref.trajectory[-1],
-              "trajectory.pixels": ref.pixels, "encoder.latent": ref.encoder_latent}
+    fused = plan["loop"]["repeat"] == {"count": 1}
     step_rel, psnr_db = tolerance["step_rel"], tolerance["image_psnr_db"]
-    run = {"class": ref.trajectory_class, "seed": TRAJECTORY_SEED, "steps": len(ref.ts) - 1}
+    runs = {"trajectory": ref.runs["trajectory"]} if fused else ref.runs  # a fused graph has its schedule baked in: no edits
+    arrays = {"noise": ref.noise, "edit.image": ref.image, "edit.mask": ref.mask}
     checks = [{"name": "noise", "kind": "noise", "seed": TRAJECTORY_SEED, "expected": "noise", "metric": "max_abs",
                "limit": NOISE_MAX_ABS}]
     if not fused:
@@ -93,14 +136,29 @@ def write(root: Path, ref: Reference, plan: dict, tolerance: dict) -> tuple[dict
             checks.append({"name": f"step{k}", "kind": "graph", "graph": "step",
                            "feeds": {name: f"step{k}.{name}" for name in case if name != "next_latent"},
                            "output": "next_latent", "expected": f"step{k}.next_latent", "metric": "rel", "limit": step_rel})
+    for name, run in runs.items():
+        states = run.states[-1:] if fused else run.states  # the state after each loop iteration
+        arrays.update({f"{name}.states": states, f"{name}.final_latent": run.states[-1], f"{name}.pixels": run.pixels})
+        label = "image" if name == "trajectory" else f"{name}_img"
+        checks += [{"name": name, "kind": "plan", "inputs": run.inputs, "compare": "states", "expected": f"{name}.states",
+                    "metric": "rel", "limit": step_rel},
+                   {"name": label, "kind": "plan", "inputs": run.inputs, "compare": "output", "expected": f"{name}.pixels",
+                    "metric": "psnr", "limit": psnr_db}]
+    # The decoder on the inpainting run's latent pastes the input outside the mask: every input counts.
+    decoded = "inpaint" if not fused else "trajectory"
+    decoder_feeds = {"latent": f"{decoded}.final_latent", "image": "edit.image",
+                     "mask": "edit.mask" if not fused else "decoder.mask"}
+    if fused:
+        arrays["decoder.mask"] = np.ones_like(ref.mask)
+    arrays.update({f"encoder.{name}": arr for name, arr in ref.encoder.items() if name not in ("image", "mask")})
     checks += [
-        {"name": "trajectory", "kind": "plan", "inputs": run, "compare": "states", "expected": "trajectory.states",
-         "metric": "rel", "limit": step_rel},
-        {"name": "image", "kind": "plan", "inputs": run, "compare": "output", "expected": "trajectory.pixels",
-         "metric": "psnr", "limit": psnr_db},
-        {"name": "decoder", "kind": "graph", "graph": "decoder", "feeds": {"latent": "trajectory.final_latent"},
-         "output": "pixels", "expected": "trajectory.pixels", "metric": "psnr", "limit": psnr_db},
-        {"name": "encoder", "kind": "graph", "graph": "encoder", "feeds": {"pixels": "trajectory.pixels"},
+        {"name": "decoder", "kind": "graph", "graph": "decoder", "feeds": decoder_feeds, "output": "pixels",
+         "expected": f"{decoded}.pixels", "metric": "psnr", "limit": psnr_db},
+        {"name": "encoder", "kind": "graph", "graph": "encoder",
+         "feeds": {"image": "edit.image", "mask": "edit.mask", "noise": "encoder.noise", "t_start": "encoder.t_start"},
+         "output": "known", "expected": "encoder.known", "metric": "rel", "limit": tolerance["encoder_rel"]},
+        {"name": "edit_start", "kind": "graph", "graph": "encoder",
+         "feeds": {"image": "edit.image", "mask": "edit.mask", "noise": "encoder.noise", "t_start": "encoder.t_start"},
          "output": "latent", "expected": "encoder.latent", "metric": "rel", "limit": tolerance["encoder_rel"]},
     ]
     return {name: save_tensor(root, name, arr) for name, arr in arrays.items()}, checks
@@ -112,15 +170,19 @@ def calibration(pipe: LRFPipeline, ts: list[float], cfg: float, R: int, per_clas
 
     8 trajectories per class, not 2: with 2 the activation ranges of the shipped UNet depended on
     the calibration's float rounding (1 or 2 threads), and its 4-step INT8 trajectory landed at
-    3.8e-2 or 6.2e-2 of the reference (gate 5e-2); with 8 at 3.7e-2 and 3.5e-2."""
-    steps, finals = [], []
+    3.8e-2 or 6.2e-2 of the reference (gate 5e-2); with 8 at 3.7e-2 and 3.5e-2. The inpainting
+    inputs are those of plain generation (the blend is float: nothing of it is calibrated)."""
+    steps, finals, noises = [], [], []
     for k in range(pipe.denoiser.config.num_classes):
         for j in range(per_class):
             lat = trajectory(pipe, 1000 + 10 * k + j, k, ts, cfg, R)
+            zeros, ones = torch.zeros_like(lat[0]), torch.ones_like(lat[0][:, :1])
             for i in range(len(ts) - 1):
                 steps.append((lat[i], torch.tensor([ts[i]]), torch.tensor([ts[i] - ts[i + 1]]), torch.tensor([k], dtype=torch.int32),
-                              torch.tensor([cfg])))
+                              torch.tensor([cfg]), zeros, lat[0], ones))
             finals.append(lat[-1])
-    noises = [(s[0], s[3]) for s in steps[:: max(1, len(ts) - 1)]]
-    images = [(to_pixels(pipe.decode(z)),) for z in finals]
-    return {"step": steps, "fused": noises, "decoder": [(z,) for z in finals], "encoder": images}
+            noises.append((lat[0], torch.tensor([k], dtype=torch.int32)))
+    images = [to_pixels(pipe.decode(z)) for z in finals]
+    blank, full = torch.zeros_like(images[0]), torch.ones(1, 1, *images[0].shape[1:3])
+    return {"step": steps, "fused": noises, "decoder": [(z, blank, full) for z in finals],
+            "encoder": [(im, full, z, torch.tensor([ENCODER_T])) for im, (z, _) in zip(images, noises)]}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
@@ -143,6 +144,17 @@ def to_pixels(x: torch.Tensor, dtype: torch.dtype = torch.uint8) -> torch.Tensor
     """float (N,3,H,W) in [-1, 1] -> 8-bit RGB (N,H,W,3) of ``dtype``: the one [-1, 1] -> pixel
     formula. Every decoder graph ends with it, so runtimes show the decoder's output as it is."""
     return ((x.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).round().to(dtype)
+
+
+def paste_unmasked(generated: torch.Tensor, original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Inpainting's result: the input's pixels outside the mask, the generated ones inside it,
+    blended over one pixel (the pipeline's and every bundle's ``decoder`` graph).
+
+    ``generated``, ``original``: (B, 3, H, W) in [-1, 1]; ``mask``: (B, 1, H, W) in {0, 1}. The blend
+    weight is the mask widened by a 3x3 average, so the masked region is fully generated and the
+    pixels next to it are a mix. A mask of ones returns ``generated`` exactly."""
+    soft = torch.maximum(mask, F.avg_pool2d(mask, 3, stride=1, padding=1, count_include_pad=False))
+    return soft * generated + (1 - soft) * original
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:

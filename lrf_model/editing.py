@@ -8,13 +8,14 @@ Semantics (as Apple's ml-stable-diffusion and stable-diffusion.cpp):
   runs no step and decodes ``E(x)`` (the autoencoder's reconstruction).
 - **Inpainting** with a mask (image-sized, white = regenerate): the mask is reduced to the latent
   grid by the max over each cell, and after every step the known region is replaced by the
-  input's latent noised to that step's t with the same ``eps`` (:func:`lrf_model.sampling.integrate`).
-  The decoded image keeps the input's pixels outside the mask (``paste_unmasked``), blended over
-  a one-pixel band around it so that no seam shows.
+  input's latent noised to that step's t with the same ``eps`` (:func:`lrf_model.sampling.edit_start`,
+  :func:`lrf_model.sampling.guided_step`). The decoded image keeps the input's pixels outside the
+  mask (:func:`lrf_model.data.paste_unmasked`), blended over a one-pixel band around it so that no
+  seam shows.
 
 Rounding is half up (``floor(x + 0.5)``), not Python's half-to-even, so that C++, Kotlin, Swift and
-JavaScript compute the same ``k``. Everything here works on 8-bit RGB arrays and float tensors;
-files are read (with one-line errors) by :func:`load_image`.
+JavaScript compute the same ``k``. This module holds what a user gives (files, strength, masks) and
+imports no torch, so ``lrf-run`` reads edits with it; the arithmetic is in the modules named above.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .errors import LRFError
@@ -78,18 +77,3 @@ def mask_pixels(mask: Image.Image, image_size: tuple[int, int], side: int) -> np
     if im.size != (side, side):
         im = im.resize((side, side), Image.Resampling.NEAREST)
     return (np.asarray(im) > 127).astype(np.float32)
-
-
-def latent_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
-    """Pixel mask (B, 1, H, W) -> latent-grid mask (B, 1, H/f, W/f): 1 where any pixel of the cell is 1."""
-    return F.max_pool2d(mask, factor)
-
-
-def paste_unmasked(generated: torch.Tensor, original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The input's pixels outside the mask, the generated ones inside it, blended over one pixel.
-
-    ``generated``, ``original``: (B, 3, H, W) in [-1, 1]; ``mask``: (B, 1, H, W) in {0, 1}. The blend
-    weight is the mask widened by a 3x3 average, so the masked region is fully generated and the
-    pixels next to it are a mix."""
-    soft = torch.maximum(mask, F.avg_pool2d(mask, 3, stride=1, padding=1, count_include_pad=False))
-    return soft * generated + (1 - soft) * original

@@ -20,12 +20,12 @@ from PIL import Image
 
 from .autoencoder import downsample_factor, encode_pixels, from_model_space, load_autoencoder
 from .classes import class_index
-from .data import from_pixels, tensor_to_images
-from .editing import as_image, image_pixels, latent_mask, mask_pixels, paste_unmasked, start_index
+from .data import from_pixels, paste_unmasked, tensor_to_images
+from .editing import as_image, image_pixels, mask_pixels, start_index
 from .errors import LRFError
 from .families import Family, family_of, latent_shape, load_denoiser
 from .families import class_names as family_class_names
-from .sampling import batch_noise, noised, sample, schedule
+from .sampling import batch_noise, edit_start, sample, schedule
 
 DEFAULT_STEPS = 4
 DEFAULT_CFG = 3.0  # see the model card: cfg 4 scores higher but takes INT8 ExecuTorch over its gate
@@ -118,11 +118,13 @@ class LRFPipeline(DiffusionPipeline):
         labels = torch.tensor([self.class_index(c) for c in class_labels], device=self.device)
         start, inpaint = eps, None
         if image is not None:
-            known = self.encode(image)
             ts = ts[start_index(steps, strength):]
-            start = noised(known, eps, ts[0])
+            B, H, W, _ = image.shape
+            pixel_mask = torch.ones(B, 1, H, W, device=self.device) if mask is None else mask.to(self.device)
+            t0 = torch.full((B,), ts[0], device=self.device)
+            known, start, lmask = edit_start(self.autoencoder, image.to(self.device), pixel_mask, eps, t0)
             if mask is not None:
-                inpaint = (known, eps, latent_mask(mask.to(self.device), downsample_factor(self.autoencoder)))
+                inpaint = (known, eps, lmask)
         return sample(self.denoiser, start, labels, ts, self.denoiser.config.num_classes, cfg_scale, recursions,
                       callback, inpaint)
 

@@ -9,8 +9,9 @@ that C++, Kotlin, Swift and JavaScript can mirror it line for line:
   output into the bundle manifest and runtimes read it from there.
 - :func:`portable_noise` is :mod:`lrf_model.noise`'s counter-based PRNG (a 32-bit integer
   hash) plus Box-Muller in float64, cast to float32 at the end.
-- :func:`guided_step` is one classifier-free-guided Euler step: the unit the ``step`` export
-  graph contains.
+- :func:`guided_step` is one classifier-free-guided Euler step, with inpainting's blend of the
+  known region when given: the unit the ``step`` export graph contains (which always blends:
+  with a mask of ones the blend is the identity, bit for bit).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
+from .autoencoder import downsample_factor, encode_pixels
 from .errors import LRFError
 from .noise import noise_array
 
@@ -66,10 +69,30 @@ def noised(z0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | float) -> torc
     return (1 - t) * z0 + t * eps
 
 
+def latent_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
+    """Pixel mask (B, 1, H, W) -> latent-grid mask (B, 1, H/f, W/f): 1 where any pixel of the cell is 1."""
+    return F.max_pool2d(mask, factor)
+
+
+def edit_start(autoencoder, pixels: torch.Tensor, mask: torch.Tensor, eps: torch.Tensor,
+               t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Everything an edit (:mod:`lrf_model.editing`) starts from, in one function (the pipeline's
+    and every bundle's ``encoder`` graph): ``known = E(pixels)``, the start latent
+    ``noised(known, eps, t)`` and the mask on the latent grid. ``pixels``: 8-bit (B, H, W, 3);
+    ``mask``: (B, 1, H, W), ones for image-to-image; ``t``: (B,) float32, the start time ``t_k``
+    (a tensor, so that graph and pipeline round alike)."""
+    known = encode_pixels(autoencoder, pixels)
+    return known, noised(known, eps, t), latent_mask(mask, downsample_factor(autoencoder))
+
+
+Inpaint = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (known latent, start eps, latent mask (B, 1, S, S))
+
+
 def inpaint_blend(z: torch.Tensor, known: torch.Tensor, eps: torch.Tensor, mask: torch.Tensor,
                   t: torch.Tensor | float) -> torch.Tensor:
     """Inpainting after a step that reached ``t``: the sample where ``mask`` is 1 (regenerate), the
-    known latent noised to ``t`` (with the start's ``eps``) where it is 0. ``mask``: (B, 1, S, S)."""
+    known latent noised to ``t`` (with the start's ``eps``) where it is 0. ``mask``: (B, 1, S, S).
+    With a mask of ones it returns ``z`` exactly (``1 * z + 0 * finite``)."""
     return mask * z + (1 - mask) * noised(known, eps, t)
 
 
@@ -99,10 +122,16 @@ def guided_step(
     null_class: int,
     cfg_scale: torch.Tensor | float,
     recursions: int | None = None,
+    inpaint: Inpaint | None = None,
 ) -> torch.Tensor:
-    """One Euler step from ``t`` to ``t - dt``: ``z - dt * v_guided``. ``t``, ``dt``: (B,)."""
+    """One Euler step from ``t`` to ``t - dt``: ``z - dt * v_guided``, then, with ``inpaint``, the
+    known region put back at ``t - dt`` (:func:`inpaint_blend`). ``t``, ``dt``: (B,).
+
+    The blend's time is ``t - dt`` in the tensors' dtype, not the schedule's next float, so the
+    exported step graph (which takes ``t`` and ``dt``) computes exactly this."""
     v = guided_velocity(model, z, t, class_labels, null_class, cfg_scale, recursions)
-    return z - dt.reshape(-1, 1, 1, 1) * v
+    z = z - dt.reshape(-1, 1, 1, 1) * v
+    return z if inpaint is None else inpaint_blend(z, *inpaint, t - dt)
 
 
 def integrate(
@@ -114,11 +143,11 @@ def integrate(
     cfg_scale: torch.Tensor | float,
     recursions: int | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
-    inpaint: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    inpaint: Inpaint | None = None,
 ) -> torch.Tensor:
     """Euler-integrate from ``noise`` (the start latent) at ``ts[0]`` to ``ts[-1]``; returns the final latent.
 
-    ``inpaint = (known, eps, mask)`` applies :func:`inpaint_blend` after every step. ``callback(i, z)``
+    ``inpaint = (known, eps, mask)`` applies :func:`inpaint_blend` after every step (in :func:`guided_step`). ``callback(i, z)``
     is called after step ``i`` (progress bars, trajectory capture). Free of any grad context, so
     ``torch.export`` can unroll it; :func:`sample` is the same under ``torch.no_grad``.
     """
@@ -127,9 +156,7 @@ def integrate(
     for i in range(len(ts) - 1):
         t = torch.full((B,), ts[i], dtype=z.dtype)
         dt = torch.full((B,), ts[i] - ts[i + 1], dtype=z.dtype)
-        z = guided_step(model, z, t, dt, class_labels, null_class, cfg_scale, recursions)
-        if inpaint is not None:
-            z = inpaint_blend(z, *inpaint, ts[i + 1])
+        z = guided_step(model, z, t, dt, class_labels, null_class, cfg_scale, recursions, inpaint)
         if callback is not None:
             callback(i, z)
     return z

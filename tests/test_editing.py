@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from lrf_model.data import to_pixels
-from lrf_model.editing import paste_unmasked, start_index
+from lrf_model.data import paste_unmasked
+from lrf_model.editing import start_index
 from lrf_model.errors import LRFError
 from lrf_model.generate import main as generate
 from lrf_model.pipeline import LRFPipeline

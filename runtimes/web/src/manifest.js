@@ -2,7 +2,7 @@
 // lists, each checked against its sha256 with crypto.subtle before anything reads a byte.
 // The bytes that were hashed are the bytes used: sessions and test vectors come from here.
 
-export const SCHEMA_VERSION = 3; // export/schema/manifest.schema.json (tests/test_schema.py checks it)
+export const SCHEMA_VERSION = 4; // export/schema/manifest.schema.json (tests/test_schema.py checks it)
 
 export class BundleError extends Error {}
 

@@ -12,7 +12,7 @@
 
 namespace lrf {
 
-constexpr int kSchemaVersion = 3;  // export/schema/manifest.schema.json (tests/test_schema.py checks it)
+constexpr int kSchemaVersion = 4;  // export/schema/manifest.schema.json (tests/test_schema.py checks it)
 
 struct TensorSpec {
   std::string name;

@@ -38,7 +38,7 @@ def as_input(value, spec: dict) -> np.ndarray:
     """``value`` as a graph input of ``spec``'s dtype and shape: an array reshaped, a scalar filling it."""
     if np.isscalar(value):
         return np.full(spec["shape"], value, dtype=spec["dtype"])
-    return np.asarray(value, dtype=spec["dtype"]).reshape(spec["shape"])
+    return np.array(value, dtype=spec["dtype"]).reshape(spec["shape"])  # a copy: runtimes want writable arrays
 
 
 class BundleRuntime:

@@ -47,7 +47,7 @@ def test_export_passes_parity_gate(tiny_bundle, tmp_path, target, quantize):
     assert report["passed"] is True and report["numeric"] == "checked"
     m = load_manifest(tmp_path / "b")
     assert set(m["artifacts"]) == {"step", "decoder", "encoder"}
-    assert [i["name"] for i in m["artifacts"]["step"]["inputs"]] == ["latent", "t", "dt", "class_id", "cfg"]
+    assert [i["name"] for i in m["artifacts"]["step"]["inputs"]] == ["latent", "t", "dt", "class_id", "cfg", "known", "noise", "latent_mask"]
     assert m["sampler"]["schedule"] == [1.0, 0.5, 0.0]
     assert m["sampler"]["schedules"]["4"] == [1.0, 0.75, 0.5, 0.25, 0.0] and m["tolerance"] == report["tolerance"]
     if target == "executorch":  # one XNNPACK partition; outside it only the cheap input plumbing
@@ -69,7 +69,7 @@ def test_coreml_is_validated_structurally_never_passed(ckpt, tmp_path, quantize)
     assert r.parity["numeric"] == "needs macOS" and r.parity["passed"] is None
     assert r.parity["structure_ok"], r.parity["problems"]
     step = r.parity["artifacts"]["step"]
-    assert [i["name"] for i in step["inputs"]] == ["latent", "t", "dt", "class_id", "cfg"]
+    assert [i["name"] for i in step["inputs"]] == ["latent", "t", "dt", "class_id", "cfg", "known", "noise", "latent_mask"]
     assert step["inputs"][3]["dtype"] == "int32"
     assert step["outputs"][0]["name"] == "next_latent"
     assert ("int8" in step["const_dtypes"]) == (quantize == "int8")

@@ -33,7 +33,7 @@ def corrupted_copy(bundle: Path, out: Path) -> Path:
     """The bundle with one single-step reference and the encoder's reference changed, re-hashed."""
     shutil.copytree(bundle, out)
     manifest = load_manifest(out)
-    for name, change in (("step1.next_latent", 0.5), ("encoder.latent", 1.0)):
+    for name, change in (("step1.next_latent", 0.5), ("encoder.known", 1.0)):
         if name in manifest["tensors"]:
             save_tensor(out, name, load_tensor(out, manifest["tensors"][name]) + change)
     manifest["files"] = {rel: sha256_file(out / rel) for rel in manifest["files"]}

@@ -200,10 +200,30 @@ Tensor BundleRuntime::noise(uint64_t seed, const std::vector<int64_t>& shape) {
   return Tensor::floats(shape, portable_noise(seed, n));
 }
 
+double Values::at(const std::string& name) const {
+  auto it = numbers.find(name);
+  if (it == numbers.end()) throw Error("the plan reads an input " + name + " it does not declare; re-export the bundle");
+  return it->second;
+}
+
+int start_index(int num_steps, double strength) {
+  if (!(strength >= 0.0 && strength <= 1.0))
+    throw Error("strength " + std::to_string(strength) + " is out of range; use a number in [0, 1] (1 = ignore the image)");
+  return num_steps - static_cast<int>(std::floor(num_steps * strength + 0.5));
+}
+
 Values BundleRuntime::inputs(const Request& request) const {
+  const Plan& plan = manifest_.plan;
   Values values;
   std::map<std::string, double> numbers = request.numbers;
-  for (const auto& in : manifest_.plan.inputs) {
+  std::map<std::string, Tensor> tensors = request.tensors;
+  const bool image = tensors.count("image") > 0;
+  if (!image && (tensors.count("mask") || (numbers.count("strength") && numbers.at("strength") != 1.0)))
+    throw Error("a mask or a strength needs an input image; pass --init-image as well");
+  if (image && !plan.edit)
+    throw Error("this bundle's plan cannot edit images (its loop is the " + plan.loop_graph +
+                " graph); export it with --graph step");
+  for (const auto& in : plan.inputs) {
     double v = in.fallback;
     if (in.kind == "class") {
       if (!request.class_name.empty()) v = manifest_.class_index(request.class_name);
@@ -216,13 +236,26 @@ Values BundleRuntime::inputs(const Request& request) const {
     } else if (in.kind == "steps") {
       if (request.steps) v = request.steps;
       (void)manifest_.schedule(static_cast<int>(v));  // lrf::Error if not offered
+    } else if (in.kind == "image" || in.kind == "mask") {
+      if (auto it = tensors.find(in.name); it != tensors.end()) {
+        size_t n = 1;
+        for (int64_t d : in.shape) n *= static_cast<size_t>(d);
+        if (it->second.numel() != n)
+          throw Error("the " + in.name + " has " + std::to_string(it->second.numel()) + " values but this bundle takes " +
+                      shape_str(in.shape) + "; pass one of the model's size");
+        values.tensors[in.name] = std::move(it->second);
+        tensors.erase(it);
+        values.edit |= in.kind == "image";
+      }
     } else if (auto it = numbers.find(in.name); it != numbers.end()) {
       v = it->second;
       numbers.erase(it);
     }
-    values[in.name] = v;
+    if (in.kind == "strength") (void)start_index(1, v);  // lrf::Error outside [0, 1]
+    values.numbers[in.name] = v;
   }
   if (!numbers.empty()) throw Error("this bundle's plan takes no input " + numbers.begin()->first);
+  if (!tensors.empty()) throw Error("this bundle's plan takes no input " + tensors.begin()->first);
   return values;
 }
 
@@ -234,34 +267,68 @@ Tensor BundleRuntime::feed(const std::string& graph_name, const std::string& inp
   for (const auto& s : art.inputs)
     if (s.name == input) spec = &s;
   if (spec == nullptr) throw Error("the plan feeds " + input + ", which " + art.file + " does not take; re-export the bundle");
-  if (from.from == Feed::From::Input) return Tensor::filled(spec->dtype, spec->shape, values.at(from.name));
+  if (from.from == Feed::From::Input) {
+    if (auto it = values.tensors.find(from.name); it != values.tensors.end()) {
+      if (it->second.dtype != spec->dtype)
+        throw Error("the " + from.name + " is " + it->second.dtype + " but " + art.file + " takes " + spec->dtype +
+                    "; re-export the bundle");
+      return Tensor{spec->dtype, spec->shape, it->second.bytes};
+    }
+    return Tensor::filled(spec->dtype, spec->shape, values.at(from.name));
+  }
   if (ts == nullptr) throw Error("the plan feeds " + input + " from a schedule outside its loop; re-export the bundle");
-  // The current schedule interval; dt in double, then cast, as lrf_export.run.
-  const double v = from.name == "t" ? (*ts)[i] : (*ts)[i] - (*ts)[i + 1];
+  // The current schedule interval (t_start: that of the first interval run); dt in double, then
+  // cast, as lrf_export.run.
+  const double v = from.name == "dt" ? (*ts)[i] - (*ts)[i + 1] : (*ts)[i];
   return Tensor::filled(spec->dtype, spec->shape, v);
 }
+
+std::map<std::string, Tensor> BundleRuntime::feeds(const std::string& graph_name, const std::map<std::string, Feed>& from,
+                                                   const State& state, const Values& values, const std::vector<double>* ts,
+                                                   size_t i) {
+  std::map<std::string, Tensor> out;
+  for (const auto& [input, f] : from) out[input] = feed(graph_name, input, f, state, values, ts, i);
+  return out;
+}
+
+namespace {
+
+// The outputs of a graph run that become states (a plan's `next`).
+void update(State& state, std::map<std::string, Tensor>& out, const std::map<std::string, std::string>& next,
+            const std::string& graph) {
+  for (const auto& [name, output] : next) {
+    auto it = out.find(output);
+    if (it == out.end()) throw Error("the plan takes output " + output + " the " + graph + " graph does not give; re-export the bundle");
+    state[name] = std::move(it->second);
+  }
+}
+
+}  // namespace
 
 State BundleRuntime::iterate(const Values& values, const StepCallback& callback) {
   using clock = std::chrono::steady_clock;
   const Plan& plan = manifest_.plan;
   State state;
   for (const auto& [name, start] : plan.start)
-    state[name] = noise(static_cast<uint64_t>(values.at(start.noise_input)), start.shape);
+    state[name] = start.noise_input.empty() ? Tensor::filled("float32", start.shape, start.fill)
+                                            : noise(static_cast<uint64_t>(values.at(start.noise_input)), start.shape);
   const std::vector<double>* ts =
       plan.repeat_schedule.empty() ? nullptr : &manifest_.schedule(static_cast<int>(values.at(plan.repeat_schedule)));
   const size_t count = ts ? ts->size() - 1 : static_cast<size_t>(plan.repeat_count);
-  for (size_t i = 0; i < count; ++i) {
-    std::map<std::string, Tensor> feeds;
-    for (const auto& [input, from] : plan.loop_feeds) feeds[input] = feed(plan.loop_graph, input, from, state, values, ts, i);
+  size_t first = 0;
+  if (values.edit && plan.edit) {
+    if (ts && !plan.repeat_strength.empty())
+      first = static_cast<size_t>(start_index(static_cast<int>(count), values.at(plan.repeat_strength)));
+    auto out = run(plan.edit->graph, feeds(plan.edit->graph, plan.edit->feeds, state, values, ts, first));
+    update(state, out, plan.edit->next, plan.edit->graph);
+  }
+  for (size_t i = first; i < count; ++i) {
+    auto in = feeds(plan.loop_graph, plan.loop_feeds, state, values, ts, i);
     const auto t0 = clock::now();
-    auto out = run(plan.loop_graph, feeds);
+    auto out = run(plan.loop_graph, in);
     const double ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
-    for (const auto& [name, output] : plan.next) {
-      auto it = out.find(output);
-      if (it == out.end()) throw Error("the plan takes output " + output + " the loop graph does not give; re-export the bundle");
-      state[name] = std::move(it->second);
-    }
-    if (callback && !callback(static_cast<int>(i), state, ms)) throw Cancelled();
+    update(state, out, plan.next, plan.loop_graph);
+    if (callback && !callback(static_cast<int>(i - first), state, ms)) throw Cancelled();
   }
   return state;
 }
@@ -271,9 +338,7 @@ Tensor BundleRuntime::finish(const State& state, const Values& values) {
   for (const auto& [name, value] : state)
     if (!value.all_finite())
       throw Error("the bundle produced NaN/Inf in its " + name + "; re-export it (its parity gate should have failed)");
-  std::map<std::string, Tensor> feeds;
-  for (const auto& [input, from] : plan.end_feeds) feeds[input] = feed(plan.end_graph, input, from, state, values, nullptr, 0);
-  auto out = run(plan.end_graph, feeds);
+  auto out = run(plan.end_graph, feeds(plan.end_graph, plan.end_feeds, state, values, nullptr, 0));
   auto it = out.find(plan.end_output);
   if (it == out.end()) throw Error("the plan's end takes output " + plan.end_output + " its graph does not give; re-export it");
   return std::move(it->second);

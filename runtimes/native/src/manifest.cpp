@@ -46,7 +46,8 @@ Feed feed(const json& j) {
   if (j.contains("state")) return {Feed::From::State, j.at("state").get<std::string>()};
   if (j.contains("input")) return {Feed::From::Input, j.at("input").get<std::string>()};
   const auto which = j.at("schedule").get<std::string>();
-  if (which != "t" && which != "dt") throw Error("a plan feed takes schedule '" + which + "'; re-export the bundle");
+  if (which != "t" && which != "dt" && which != "t_start")
+    throw Error("a plan feed takes schedule '" + which + "'; re-export the bundle");
   return {Feed::From::Schedule, which};
 }
 
@@ -60,16 +61,35 @@ std::map<std::string, Feed> feeds(const json& j) {
 // reads is declared, so executing it can only fail on the numbers.
 Plan plan(const json& j, const std::map<std::string, Artifact>& artifacts) {
   Plan p;
-  for (const auto& in : j.at("inputs"))
-    p.inputs.push_back({in.at("name").get<std::string>(), in.at("kind").get<std::string>(), in.at("default").get<double>()});
-  for (const auto& [name, s] : j.at("start").items())
-    p.start[name] = {s.at("noise").get<std::string>(),
-                     checked_spec({name, s.at("shape").get<std::vector<int64_t>>(), "float32"}).shape};
+  for (const auto& in : j.at("inputs")) {
+    Plan::Input input{in.at("name").get<std::string>(), in.at("kind").get<std::string>(), in.at("default").get<double>(), {}};
+    if (in.contains("shape")) input.shape = checked_spec({input.name, in.at("shape").get<std::vector<int64_t>>(), "float32"}).shape;
+    if ((input.kind == "image" || input.kind == "mask") && input.shape.empty())
+      throw Error("the plan's " + input.name + " input declares no shape; re-export the bundle");
+    p.inputs.push_back(input);
+  }
+  for (const auto& [name, s] : j.at("start").items()) {
+    Plan::Start start{s.value("noise", ""), s.value("fill", 0.0),
+                      checked_spec({name, s.at("shape").get<std::vector<int64_t>>(), "float32"}).shape};
+    if (start.noise_input.empty() && !s.contains("fill"))
+      throw Error("the plan's state " + name + " starts from nothing; re-export the bundle");
+    p.start[name] = start;
+  }
+  if (j.contains("edit")) {
+    const json& e = j.at("edit");
+    if (e.at("when").get<std::string>() != "image") throw Error("the plan edits on an unknown condition; update lrf-native");
+    p.edit = Plan::Stage{e.at("graph").get<std::string>(), feeds(e.at("feeds")),
+                         e.at("next").get<std::map<std::string, std::string>>()};
+  }
   const json& loop = j.at("loop");
   p.loop_graph = loop.at("graph").get<std::string>();
   const json& repeat = loop.at("repeat");
-  if (repeat.contains("schedule")) p.repeat_schedule = repeat.at("schedule").get<std::string>();
-  else p.repeat_count = repeat.at("count").get<int>();
+  if (repeat.contains("schedule")) {
+    p.repeat_schedule = repeat.at("schedule").get<std::string>();
+    p.repeat_strength = repeat.value("strength", "");
+  } else {
+    p.repeat_count = repeat.at("count").get<int>();
+  }
   if (p.repeat_schedule.empty() && (p.repeat_count < 1 || p.repeat_count > 1000))
     throw Error("the plan repeats its loop " + std::to_string(p.repeat_count) + " times; re-export the bundle");
   p.loop_feeds = feeds(loop.at("feeds"));
@@ -79,28 +99,33 @@ Plan plan(const json& j, const std::map<std::string, Artifact>& artifacts) {
   p.end_output = end.at("output").get<std::string>();
   p.end_feeds = feeds(end.at("feeds"));
 
-  auto has_input = [&](const std::string& name) {
-    for (const auto& in : p.inputs)
-      if (in.name == name) return true;
-    return false;
-  };
-  for (const auto& graph : {p.loop_graph, p.end_graph})
+  std::vector<std::string> graphs = {p.loop_graph, p.end_graph};
+  if (p.edit) graphs.push_back(p.edit->graph);
+  for (const auto& graph : graphs)
     if (!artifacts.count(graph)) throw Error("the plan runs a " + graph + " graph the bundle does not hold; re-export it");
   for (const auto& [state, s] : p.start)
-    if (!has_input(s.noise_input)) throw Error("the plan seeds " + state + " from an undeclared input; re-export it");
-  if (!p.repeat_schedule.empty() && !has_input(p.repeat_schedule))
+    if (!s.noise_input.empty() && !p.input(s.noise_input))
+      throw Error("the plan seeds " + state + " from an undeclared input; re-export it");
+  if (!p.repeat_schedule.empty() && !p.input(p.repeat_schedule))
     throw Error("the plan's loop repeats over an undeclared input; re-export the bundle");
-  for (const auto* fs : {&p.loop_feeds, &p.end_feeds})
+  if (!p.repeat_strength.empty() && !p.input(p.repeat_strength))
+    throw Error("the plan's loop starts at an undeclared strength input; re-export the bundle");
+  std::vector<const std::map<std::string, Feed>*> all_feeds = {&p.loop_feeds, &p.end_feeds};
+  if (p.edit) all_feeds.push_back(&p.edit->feeds);
+  for (const auto* fs : all_feeds)
     for (const auto& [name, f] : *fs) {
       if (f.from == Feed::From::State && !p.start.count(f.name))
         throw Error("the plan feeds " + name + " from an undeclared state " + f.name + "; re-export the bundle");
-      if (f.from == Feed::From::Input && !has_input(f.name))
+      if (f.from == Feed::From::Input && !p.input(f.name))
         throw Error("the plan feeds " + name + " from an undeclared input " + f.name + "; re-export the bundle");
       if (f.from == Feed::From::Schedule && p.repeat_schedule.empty())
         throw Error("the plan feeds " + name + " from a schedule but repeats a fixed count; re-export the bundle");
     }
-  for (const auto& [state, output] : p.next)
-    if (!p.start.count(state)) throw Error("the plan's loop sets an undeclared state " + state + "; re-export the bundle");
+  std::vector<const std::map<std::string, std::string>*> all_next = {&p.next};
+  if (p.edit) all_next.push_back(&p.edit->next);
+  for (const auto* ns : all_next)
+    for (const auto& [state, output] : *ns)
+      if (!p.start.count(state)) throw Error("the plan sets an undeclared state " + state + "; re-export the bundle");
   return p;
 }
 
@@ -116,6 +141,18 @@ void verify_files(const std::filesystem::path& root, const json& files) {
 }
 
 }  // namespace
+
+const Plan::Input* Plan::input(const std::string& name) const {
+  for (const auto& in : inputs)
+    if (in.name == name) return &in;
+  return nullptr;
+}
+
+const Plan::Input* Plan::input_of_kind(const std::string& kind) const {
+  for (const auto& in : inputs)
+    if (in.kind == kind) return &in;
+  return nullptr;
+}
 
 size_t TensorSpec::numel() const {
   size_t n = 1;

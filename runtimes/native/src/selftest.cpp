@@ -34,10 +34,13 @@ Tensor run_check(BundleRuntime& rt, const json& check) {
   }
   Request request;  // kind "plan": its inputs by name, checked as a user's would be
   for (const auto& [name, value] : check.at("inputs").items()) {
+    const Plan::Input* in = m.plan.input(name);
+    const std::string kind = in ? in->kind : "";
+    if (kind == "image" || kind == "mask") {  // a tensor of the bundle, by name
+      request.tensors[name] = read_tensor(m, value.get<std::string>());
+      continue;
+    }
     const double v = value.get<double>();
-    std::string kind;
-    for (const auto& in : m.plan.inputs)
-      if (in.name == name) kind = in.kind;
     if (kind == "class") request.class_name = std::to_string(static_cast<long long>(v));
     else if (kind == "seed" && v >= 0 && v <= 4294967295.0) request.seed = static_cast<uint64_t>(v);
     else if (kind == "steps" && v >= 1 && v <= 100000) request.steps = static_cast<int>(v);
@@ -45,9 +48,12 @@ Tensor run_check(BundleRuntime& rt, const json& check) {
   }
   const Values values = rt.inputs(request);
   if (check.at("compare").get<std::string>() == "output") return rt.generate(values);
-  Tensor stacked{"float32", {}, {}};  // the state after each iteration, stacked as the expected tensor
+  Tensor stacked{"float32", {}, {}};  // the states the loop sets, after each iteration, stacked as the expected tensor
   rt.iterate(values, [&](int, const State& state, double) {
-    for (const auto& [_, t] : state) stacked.bytes.insert(stacked.bytes.end(), t.bytes.begin(), t.bytes.end());
+    for (const auto& [name, _] : m.plan.next) {
+      const Tensor& t = state.at(name);
+      stacked.bytes.insert(stacked.bytes.end(), t.bytes.begin(), t.bytes.end());
+    }
     return true;
   });
   return stacked;

@@ -34,7 +34,7 @@ export function checkManifest(m) {
     throw new BundleError(`manifest schema version ${m.schema_version} is not ${SCHEMA_VERSION}; re-export the bundle with this lrf-export`);
   }
   if (m.target !== "onnx") throw new BundleError(`this is a ${m.target} bundle; the web page runs ONNX bundles (lrf-export --target onnx)`);
-  for (const graph of [m.plan?.loop?.graph, m.plan?.end?.graph]) {
+  for (const graph of [m.plan?.loop?.graph, m.plan?.end?.graph, ...(m.plan?.edit ? [m.plan.edit.graph] : [])]) {
     if (!m.artifacts?.[graph]) throw new BundleError(`the plan runs a ${graph} graph the manifest does not list; re-export the bundle`);
   }
   if (!m.sampler.schedules || !Object.keys(m.sampler.schedules).length) throw new BundleError("the manifest offers no schedules");

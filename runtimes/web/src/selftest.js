@@ -24,11 +24,16 @@ async function runCheck(rt, check) {
     for (const [input, tensor] of Object.entries(check.feeds)) feeds[input] = loadTensor(bundle, tensor).data;
     return (await rt.run(check.graph, feeds))[check.output];
   }
-  const values = rt.inputs(check.inputs);
+  const given = {};
+  const kinds = Object.fromEntries(rt.plan.inputs.map((spec) => [spec.name, spec.kind]));
+  for (const [name, v] of Object.entries(check.inputs)) {
+    given[name] = kinds[name] === "image" || kinds[name] === "mask" ? loadTensor(bundle, v).data : v; // a tensor, by name
+  }
+  const values = rt.inputs(given);
   if (check.compare === "output") return rt.finish(await rt.iterate(values), values);
   const states = [];
   await rt.iterate(values, (_i, state) => {
-    for (const value of Object.values(state)) states.push(...value);
+    for (const name of Object.keys(rt.plan.loop.next)) states.push(...state[name]);
   });
   return states;
 }

@@ -36,21 +36,36 @@ class OutOfMemory : public Error {
 };
 
 using State = std::map<std::string, Tensor>;
-// The plan's input values by name (a class as its index, a seed, a step count, a number).
-using Values = std::map<std::string, double>;
+
+// The plan's input values by name: numbers (a class as its index, a seed, a step count, cfg, a
+// strength) and the tensors a user gave (the image and mask of an edit).
+struct Values {
+  std::map<std::string, double> numbers;
+  std::map<std::string, Tensor> tensors;
+  bool edit = false;  // an image was given: the plan's edit runs and the loop starts at its strength
+
+  double at(const std::string& name) const;
+};
 
 // After each loop iteration: its index, the new state and the iteration's wall time in ms.
 // Return false to cancel (the plan then throws lrf::Cancelled).
 using StepCallback = std::function<bool(int step, const State& state, double ms)>;
 
 // What a user gives: any input left out takes the manifest's default. `class_name` is a name or
-// an index ("cat", "3"); `steps` 0 means the bundle's own.
+// an index ("cat", "3"); `steps` 0 means the bundle's own. An edit gives `tensors` "image"
+// (uint8 (1, H, W, 3)) and optionally "mask" (float32 (1, 1, H, W), 1 = regenerate), and
+// `numbers` "strength".
 struct Request {
   std::string class_name;
   std::optional<uint64_t> seed;
   int steps = 0;
-  std::map<std::string, double> numbers;  // e.g. {"cfg", 2.0}
+  std::map<std::string, double> numbers;  // e.g. {"cfg", 2.0}, {"strength", 0.5}
+  std::map<std::string, Tensor> tensors;  // {"image", ...}, {"mask", ...}
 };
+
+// Image-to-image's first schedule interval of N for `strength`: N - floor(N * strength + 0.5)
+// (lrf_model.editing.start_index); lrf::Error outside [0, 1].
+int start_index(int num_steps, double strength);
 
 class BundleRuntime {
  public:
@@ -62,9 +77,10 @@ class BundleRuntime {
 
   const Manifest& manifest() const { return manifest_; }
 
-  // The plan's inputs for `request`, checked (class range, offered steps), the rest defaulted.
+  // The plan's inputs for `request`, checked (class range, offered steps, strength, the image's and
+  // mask's sizes), the rest defaulted.
   Values inputs(const Request& request) const;
-  // The start state carried through every loop iteration; returns the final state.
+  // The start state (edited, given an image) carried through every loop iteration; returns the final state.
   State iterate(const Values& values, const StepCallback& callback = {});
   // The plan's end on a final state: the pixels (1, H, W, 3). A NaN/Inf state is refused.
   Tensor finish(const State& state, const Values& values);
@@ -82,6 +98,8 @@ class BundleRuntime {
   Graph& graph(const std::string& name);
   Tensor feed(const std::string& graph, const std::string& input, const Feed& from, const State& state,
               const Values& values, const std::vector<double>* ts, size_t i);
+  std::map<std::string, Tensor> feeds(const std::string& graph, const std::map<std::string, Feed>& from, const State& state,
+                                      const Values& values, const std::vector<double>* ts, size_t i);
   Manifest manifest_;
   std::map<std::string, std::unique_ptr<Graph>> graphs_;
 };

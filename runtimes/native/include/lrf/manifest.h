@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,28 +31,41 @@ struct TensorFile {
 // Where a plan feed comes from: a state, a user input, or the current schedule interval.
 struct Feed {
   enum class From { State, Input, Schedule } from = From::State;
-  std::string name;  // the state or input name; "t" | "dt" for the schedule
+  std::string name;  // the state or input name; "t" | "dt" | "t_start" for the schedule
 };
 
 // The bundle's plan (export/plan.py): the runtime executes it and nothing else.
 struct Plan {
   struct Input {
-    std::string name, kind;  // kind: "class" | "seed" | "steps" | "number"
-    double fallback = 0;     // the manifest's "default"
+    std::string name, kind;      // kind: "class" | "seed" | "steps" | "number" | "strength" | "image" | "mask"
+    double fallback = 0;         // the manifest's "default" (for image and mask: every element's value)
+    std::vector<int64_t> shape;  // image and mask: the tensor a user gives
   };
   struct Start {
-    std::string noise_input;  // the input whose value seeds the portable noise
+    std::string noise_input;  // the input whose value seeds the portable noise; empty: filled with `fill`
+    double fill = 0;
     std::vector<int64_t> shape;
+  };
+  // A graph run: where each input comes from and which outputs become which states.
+  struct Stage {
+    std::string graph;
+    std::map<std::string, Feed> feeds;
+    std::map<std::string, std::string> next;  // state name -> graph output that becomes it
   };
   std::vector<Input> inputs;
   std::map<std::string, Start> start;  // state name -> how it begins
+  std::optional<Stage> edit;           // run once when the user gives an image (step bundles)
   std::string loop_graph;
   std::string repeat_schedule;  // the "steps" input choosing the schedule, or empty: repeat_count times
+  std::string repeat_strength;  // the input whose strength skips the schedule's first intervals (edits)
   int repeat_count = 0;
   std::map<std::string, Feed> loop_feeds;
   std::map<std::string, std::string> next;  // state name -> loop output that becomes it
   std::string end_graph, end_output;
   std::map<std::string, Feed> end_feeds;
+
+  const Input* input(const std::string& name) const;
+  const Input* input_of_kind(const std::string& kind) const;
 };
 
 struct Artifact {

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from lrf_model.errors import LRFError
 from lrf_model.noise import SEED_SALT
-from lrf_model.pipeline import DEFAULT_CFG, LRFPipeline, default_checkpoint
+from lrf_model.pipeline import LRFPipeline, default_checkpoint
 from lrf_model.sampling import schedule
 
 from . import test_vectors
@@ -88,7 +88,7 @@ def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> lis
     ckpt = Path(opts.checkpoint) if opts.checkpoint else default_checkpoint()
     pipe = LRFPipeline.from_checkpoint(ckpt)
     R = pipe.check_recursions(opts.recursions)
-    cfg = DEFAULT_CFG if opts.cfg is None else float(opts.cfg)
+    cfg = pipe.sampling.cfg if opts.cfg is None else float(opts.cfg)
     ts = schedule(opts.steps, opts.shift)
     den, ae = pipe.denoiser, pipe.autoencoder
     specs: dict[str, GraphSpec] = {

@@ -61,8 +61,12 @@ class GraphSpec:
     module: torch.nn.Module
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    # Paths (in ``module``) of the modules INT8 quantizes, as the family selects them; None: all.
-    int8_modules: frozenset[str] | None = None
+    # Paths (in ``module``) of the modules INT8 may quantize: a denoiser's as its family selects
+    # them (their linears and convs), or the autoencoder's subtree (every op XNNPACK quantizes in it).
+    # Never the whole graph: the sampler's and the editing arithmetic (blends, masks, pixel
+    # formulas) around them stays float, or a range calibrated on plain generation breaks edits.
+    int8_modules: frozenset[str] = frozenset()
+    int8_whole_modules: bool = False
 
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
         return tuple(spec.example() for spec in self.inputs)
@@ -72,7 +76,12 @@ class GraphSpec:
         def retype(specs: list[TensorSpec]) -> list[TensorSpec]:
             return [TensorSpec(s.name, s.shape, dtype) if s.dtype == "uint8" else s for s in specs]
 
-        return GraphSpec(self.kind, self.module, retype(self.inputs), retype(self.outputs), self.int8_modules)
+        return GraphSpec(self.kind, self.module, retype(self.inputs), retype(self.outputs), self.int8_modules,
+                         self.int8_whole_modules)
+
+
+# The autoencoder's path inside the decoder and encoder graphs: INT8 quantizes its subtree only.
+AUTOENCODER_INT8 = frozenset({"autoencoder"})
 
 
 class GuidedStepGraph(torch.nn.Module):
@@ -156,7 +165,7 @@ def decoder_spec(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch:
     return GraphSpec("decoder", DecoderGraph(autoencoder),
                      [TensorSpec("latent", latent_shape(denoiser, batch), "float32"), TensorSpec("image", pix, "uint8"),
                       TensorSpec("mask", pixel_mask_shape(pix), "float32")],
-                     [TensorSpec("pixels", pix, "uint8")])
+                     [TensorSpec("pixels", pix, "uint8")], AUTOENCODER_INT8, True)
 
 
 def encoder_spec(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
@@ -165,4 +174,4 @@ def encoder_spec(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch:
                      [TensorSpec("image", pix, "uint8"), TensorSpec("mask", pixel_mask_shape(pix), "float32"),
                       TensorSpec("noise", lat, "float32"), TensorSpec("t_start", (batch,), "float32")],
                      [TensorSpec("known", lat, "float32"), TensorSpec("latent", lat, "float32"),
-                      TensorSpec("latent_mask", latent_mask_shape(lat), "float32")])
+                      TensorSpec("latent_mask", latent_mask_shape(lat), "float32")], AUTOENCODER_INT8, True)

@@ -148,9 +148,9 @@ def evaluate_target(target: Path, args: argparse.Namespace, out: Path) -> dict:
         images, info = generate_bundle(target, labels, seeds, args.steps, args.cfg, args.recursions)
         cfg = args.cfg if args.cfg is not None else json.loads((target / "manifest.json").read_text())["sampler"]["cfg"]
     elif (target / "denoiser").is_dir() or (target / "model_index.json").is_file():
-        from .pipeline import DEFAULT_CFG
+        from .pipeline import load_sampling_defaults
 
-        cfg = args.cfg if args.cfg is not None else DEFAULT_CFG
+        cfg = args.cfg if args.cfg is not None else load_sampling_defaults(target).cfg
         images, info = generate_checkpoint(target, labels, seeds, args.steps, cfg, args.recursions)
     else:
         raise LRFError(f"{target} is neither a checkpoint (denoiser/, autoencoder/) nor a bundle (manifest.json)")
@@ -280,14 +280,14 @@ def prepare_out(out: Path) -> bool:
 
 
 def steps_for(path: Path, steps: int | None) -> int:
-    """``--steps``, else the bundle's own step count, else the pipeline's default."""
+    """``--steps``, else the bundle's own step count, else the checkpoint's default."""
     if steps is not None:
         return steps
     if is_bundle(path):
         return int(json.loads((path / "manifest.json").read_text())["sampler"]["steps"])
-    from .pipeline import DEFAULT_STEPS
+    from .pipeline import load_sampling_defaults
 
-    return DEFAULT_STEPS
+    return load_sampling_defaults(path).steps
 
 
 @cli_errors

@@ -18,8 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lrf-generate", description="Generate class-conditional images with LRF.")
     p.add_argument("--class", dest="classes", action="append", default=None,
                    help="class name or index; repeat for several; default: every class")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Euler steps (>= 1)")
-    p.add_argument("--cfg", type=float, default=DEFAULT_CFG, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"Euler steps (>= 1; default: the checkpoint's sampling.json, else {DEFAULT_STEPS})")
+    p.add_argument("--cfg", type=float, default=None,
+                   help=f"classifier-free guidance scale (1 = none; default: the checkpoint's, else {DEFAULT_CFG:g})")
     p.add_argument("--recursions", type=int, default=None, help="recursion passes R (default: the checkpoint's)")
     p.add_argument("--seed", type=int, default=0, help="image j of a class uses seed + j")
     p.add_argument("--num", type=int, default=1, help="images per class")
@@ -41,26 +43,28 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise LRFError(f"--steps {args.steps} is invalid; use at least 1")
     if args.num < 1:
         raise LRFError(f"--num {args.num} is invalid; use at least 1")
-    if not math.isfinite(args.cfg):
+    if args.cfg is not None and not math.isfinite(args.cfg):
         raise LRFError(f"--cfg {args.cfg} is not a finite number")
     if (args.mask or args.strength is not None) and not args.init_image:
         raise LRFError(f"{'--mask' if args.mask else '--strength'} needs an image to edit; pass --init-image IN.png")
     strength = 1.0 if args.strength is None else args.strength
-    start_index(args.steps, strength)  # refuses a strength outside [0, 1] before anything loads
+    start_index(1, strength)  # refuses a strength outside [0, 1] before anything loads
     image = load_image(args.init_image, "--init-image") if args.init_image else None
     mask = load_image(args.mask, "--mask") if args.mask else None
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = LRFPipeline.from_checkpoint(args.checkpoint)
+    steps = pipe.sampling.steps if args.steps is None else args.steps
+    cfg = pipe.sampling.cfg if args.cfg is None else args.cfg
     R = pipe.check_recursions(args.recursions)
     classes = [pipe.class_index(c) for c in (args.classes or range(len(pipe.class_names)))]
     labels = [c for c in classes for _ in range(args.num)]
     seeds = [args.seed + j for _ in classes for j in range(args.num)]
-    images = pipe(labels, seeds, num_inference_steps=args.steps, guidance_scale=args.cfg, recursions=R,
+    images = pipe(labels, seeds, num_inference_steps=steps, guidance_scale=cfg, recursions=R,
                   output_type="pt", image=image, strength=strength, mask=mask, keep_unmasked=args.keep_unmasked).images
     if not torch.isfinite(images).all():
         raise LRFError("the model produced NaN/Inf values; the checkpoint is damaged, re-train or re-download it")
@@ -73,4 +77,4 @@ def main(argv: list[str] | None = None) -> None:
         image_grid(images, nrow=args.num, scale=4).save(out / "grid.png")
     edit = (f", {'inpainting' if mask else 'image-to-image'} of {args.init_image} at strength {strength:g}"
             if image is not None else "")
-    print(f"wrote {len(labels)} image(s) to {out}/ ({args.steps} steps, cfg {args.cfg}, R={R}{edit})")
+    print(f"wrote {len(labels)} image(s) to {out}/ ({steps} steps, cfg {cfg:g}, R={R}{edit})")

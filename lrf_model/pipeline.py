@@ -10,6 +10,9 @@ step come from :mod:`lrf_model.sampling`, the velocity from the denoiser (any fa
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -29,11 +32,42 @@ from .sampling import batch_noise, edit_start, sample, schedule
 
 DEFAULT_STEPS = 4
 DEFAULT_CFG = 3.0  # see the model card: cfg 4 scores higher but takes INT8 ExecuTorch over its gate
+SAMPLING_FILE = "sampling.json"
 
 
 def default_checkpoint() -> Path:
     """The checkpoint shipped inside the package (CIFAR-10, 32x32)."""
     return Path(__file__).resolve().parent / "weights" / "cifar10"
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """The steps and guidance a checkpoint is meant to be sampled with, when a user gives none.
+
+    A checkpoint folder may say so in ``sampling.json`` (a few-step student of ``lrf-distill``
+    samples at 2 steps without guidance: the teacher's guidance is baked into it); without the
+    file, the toolkit's defaults."""
+
+    steps: int = DEFAULT_STEPS
+    cfg: float = DEFAULT_CFG
+
+
+def load_sampling_defaults(folder: str | Path) -> SamplingDefaults:
+    path = Path(folder) / SAMPLING_FILE
+    if not path.is_file():
+        return SamplingDefaults()
+    try:
+        raw = json.loads(path.read_text())
+        defaults = SamplingDefaults(steps=int(raw["steps"]), cfg=float(raw["cfg"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise LRFError(f"{path} is damaged ({type(e).__name__}); delete it or write {{\"steps\": N, \"cfg\": C}}") from None
+    if defaults.steps < 1 or not math.isfinite(defaults.cfg):
+        raise LRFError(f"{path} says steps {defaults.steps}, cfg {defaults.cfg}; use steps >= 1 and a finite cfg")
+    return defaults
+
+
+def save_sampling_defaults(folder: str | Path, steps: int, cfg: float) -> None:
+    (Path(folder) / SAMPLING_FILE).write_text(json.dumps({"steps": steps, "cfg": cfg}, indent=2) + "\n")
 
 
 class LRFPipeline(DiffusionPipeline):
@@ -44,6 +78,7 @@ class LRFPipeline(DiffusionPipeline):
     def __init__(self, denoiser: torch.nn.Module, autoencoder: AutoencoderTiny):
         super().__init__()
         self.register_modules(denoiser=denoiser, autoencoder=autoencoder)
+        self.sampling = SamplingDefaults()  # from_checkpoint reads the folder's own
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None) -> "LRFPipeline":
@@ -58,7 +93,9 @@ class LRFPipeline(DiffusionPipeline):
         if autoencoder.config.latent_channels != denoiser.config.latent_channels:
             raise LRFError(f"checkpoint {root}: autoencoder has {autoencoder.config.latent_channels} latent channels but "
                            f"the denoiser expects {denoiser.config.latent_channels}; use the matching pair")
-        return cls(denoiser=denoiser, autoencoder=autoencoder)
+        pipe = cls(denoiser=denoiser, autoencoder=autoencoder)
+        pipe.sampling = load_sampling_defaults(root)
+        return pipe
 
     @property
     def family(self) -> Family:
@@ -98,8 +135,8 @@ class LRFPipeline(DiffusionPipeline):
         self,
         class_labels: Sequence[int],
         seeds: Sequence[int],
-        steps: int = DEFAULT_STEPS,
-        cfg_scale: float = DEFAULT_CFG,
+        steps: int | None = None,
+        cfg_scale: float | None = None,
         recursions: int | None = None,
         shift: float = 1.0,
         callback: Callable[[int, torch.Tensor], None] | None = None,
@@ -108,7 +145,10 @@ class LRFPipeline(DiffusionPipeline):
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Final latents in model space, (B, C, S, S). With ``image`` (8-bit RGB (B, H, W, 3)): an edit
-        of it (:mod:`lrf_model.editing`) at ``strength``, inpainting where ``mask`` (B, 1, H, W) is 1."""
+        of it (:mod:`lrf_model.editing`) at ``strength``, inpainting where ``mask`` (B, 1, H, W) is 1.
+        ``steps`` and ``cfg_scale`` default to the checkpoint's (:class:`SamplingDefaults`)."""
+        steps = self.sampling.steps if steps is None else steps
+        cfg_scale = self.sampling.cfg if cfg_scale is None else cfg_scale
         if len(class_labels) != len(seeds):
             raise LRFError(f"got {len(class_labels)} classes but {len(seeds)} seeds; give one seed per image")
         if image is None and (mask is not None or strength != 1.0):
@@ -167,8 +207,8 @@ class LRFPipeline(DiffusionPipeline):
         self,
         class_labels: Sequence[int | str],
         seeds: Sequence[int] | None = None,
-        num_inference_steps: int = DEFAULT_STEPS,
-        guidance_scale: float = DEFAULT_CFG,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         recursions: int | None = None,
         output_type: str = "pil",
         batch_size: int = 64,
@@ -182,6 +222,7 @@ class LRFPipeline(DiffusionPipeline):
         inpainting where ``mask`` (white = regenerate) is set."""
         labels = list(class_labels)
         seeds = list(range(len(labels))) if seeds is None else list(seeds)
+        num_inference_steps = self.sampling.steps if num_inference_steps is None else num_inference_steps
         pixels, masks = self.edit_inputs(len(labels), image, mask)
         run_steps = num_inference_steps - (start_index(num_inference_steps, strength) if pixels is not None else 0)
         chunks = []

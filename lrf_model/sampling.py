@@ -71,7 +71,7 @@ def noised(z0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | float) -> torc
 
 def latent_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
     """Pixel mask (B, 1, H, W) -> latent-grid mask (B, 1, H/f, W/f): 1 where any pixel of the cell is 1."""
-    return F.max_pool2d(mask, factor)
+    return F.max_pool2d(mask, factor, stride=factor)  # stride explicit: coremltools needs the argument
 
 
 def edit_start(autoencoder, pixels: torch.Tensor, mask: torch.Tensor, eps: torch.Tensor,

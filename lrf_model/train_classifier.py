@@ -24,8 +24,7 @@ from .classifier import CIFARClassifier
 from .data import images_to_tensor, load_cifar10
 from .errors import LRFError, cli_errors
 from .metrics import reference_statistics, save_reference
-from .trainer import (CheckpointTimer, Runtime, StopSignal, append_log, epoch_batches, save_training_state, setup_runtime,
-                      should_stop, start_or_resume, take)
+from .trainer import Runtime, epoch_batches, run_steps, save_training_state, setup_runtime, start_or_resume, take
 
 
 # Settings a resumed run must share with the run it continues.
@@ -95,46 +94,33 @@ def train_classifier(args: argparse.Namespace) -> dict:
     g = torch.Generator().manual_seed(args.seed)
     log_path = out / "train_log.jsonl"
     step, spent = start_or_resume(out, args, RESUME_KEYS, {"model": model}, opt, sched, generators={"augment": g})
-    timer = CheckpointTimer(args.checkpoint_minutes)
     t0 = time.time() - spent  # wall time of this run, over every resumed part
 
-    def checkpoint() -> None:
+    def checkpoint(step: int) -> None:
         save_training_state(out, step, {"model": model}, opt, sched, generators={"augment": g},
                             extra={"args": vars(args), "train_time_s": time.time() - t0})
-        timer.reset()
 
-    bar = tqdm(total=total, initial=step, desc="classifier")
-    epoch = step // steps_per_epoch
-    stop_signal = StopSignal()
-    stopped = should_stop(step, args.stop_at_step, None, t0, stop_signal)
-    while step < total and not stopped:
+    def train_step(idx: torch.Tensor) -> dict[str, float]:
         model.train()
-        for idx in epoch_batches(len(train_x), args.batch_size, epoch, args.seed, rt)[step - epoch * steps_per_epoch :]:
-            x = augment(images_to_tensor(train_x[idx.numpy()]), g).to(rt.device).contiguous(memory_format=torch.channels_last)
-            y = torch.from_numpy(train_y[idx.numpy()]).to(rt.device)
-            with rt.autocast():
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing, reduction="sum")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{loss.item() / len(idx):.3f}")
-                append_log(log_path, {"step": step, "epoch": step / steps_per_epoch, "loss": loss.item() / len(idx),
-                                      "time_s": time.time() - t0})
-            if step >= total or should_stop(step, args.stop_at_step, None, t0, stop_signal):
-                stopped = True
-                break
-            if timer.due():
-                checkpoint()
-        epoch += 1
-        if step < total and step % steps_per_epoch == 0:
-            bar.write(f"epoch {epoch}: test accuracy {accuracy(model, test_x, test_y, rt):.4f}")
-    bar.close()
-    checkpoint()
+        x = augment(images_to_tensor(train_x[idx.numpy()]), g).to(rt.device).contiguous(memory_format=torch.channels_last)
+        y = torch.from_numpy(train_y[idx.numpy()]).to(rt.device)
+        with rt.autocast():
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing, reduction="sum")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return {"loss": loss.item() / len(idx)}
+
+    def epoch_end(epoch: int) -> None:
+        tqdm.write(f"epoch {epoch}: test accuracy {accuracy(model, test_x, test_y, rt):.4f}")
+
+    step = run_steps(step=step, total=total, steps_per_epoch=steps_per_epoch,
+                     batches=lambda epoch: epoch_batches(len(train_x), args.batch_size, epoch, args.seed, rt),
+                     train_step=train_step, checkpoint=checkpoint, args=args, main=True, desc="classifier",
+                     log_path=log_path, elapsed=lambda: time.time() - t0, started=t0, log_every=10, epoch_end=epoch_end)
+    checkpoint(step)
     if step < total:
         print(f"classifier: stopped at step {step}/{total}; continue with --resume")
         return {}

@@ -18,12 +18,14 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors import safe_open
 from safetensors.torch import save_file
+from tqdm import tqdm
 
 from .errors import LRFError, first_line
 
@@ -201,6 +203,44 @@ def should_stop(step: int, stop_at_step: int | None, max_minutes: float | None, 
     if stop_at_step is not None and step >= stop_at_step:
         return True
     return max_minutes is not None and time.time() - started > max_minutes * 60
+
+
+def run_steps(*, step: int, total: int, steps_per_epoch: int, batches: Callable[[int], list[torch.Tensor]],
+              train_step: Callable[[torch.Tensor], dict[str, float]], checkpoint: Callable[[int], None],
+              args, main: bool, desc: str, log_path: Path, elapsed: Callable[[], float], started: float,
+              log_every: int = 50, epoch_end: Callable[[int], None] | None = None) -> int:
+    """The loop every trainer runs, from ``step`` to ``total``: ``train_step`` on each batch of
+    ``batches(epoch)`` (the rest of a resumed epoch first), its record in the JSONL log every
+    ``log_every`` steps, ``checkpoint(step)`` every ``--checkpoint-minutes``, ``epoch_end(epoch)``
+    after each whole epoch short of the last, and a clean stop at ``--stop-at-step``,
+    ``--max-minutes`` (since ``started``) or a signal. Returns the step reached; the final
+    checkpoint is the caller's."""
+    stop_signal = StopSignal()
+    timer = CheckpointTimer(args.checkpoint_minutes)
+    max_minutes = getattr(args, "max_minutes", None)
+    bar = tqdm(total=total, initial=step, desc=desc, disable=not main)
+    epoch = step // steps_per_epoch
+    # e.g. --stop-at-step at or before the resumed step
+    stopped = should_stop(step, args.stop_at_step, max_minutes, started, stop_signal)
+    while step < total and not stopped:
+        for idx in batches(epoch)[step - epoch * steps_per_epoch :]:
+            record = train_step(idx)
+            step += 1
+            bar.update(1)
+            if main and (step % log_every == 0 or step == total):
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                append_log(log_path, {"step": step, "epoch": step / steps_per_epoch, **record, "time_s": elapsed()})
+            if step >= total or should_stop(step, args.stop_at_step, max_minutes, started, stop_signal):
+                stopped = True
+                break
+            if timer.due():
+                checkpoint(step)
+                timer.reset()
+        epoch += 1
+        if epoch_end is not None and not stopped and step < total and step % steps_per_epoch == 0:
+            epoch_end(epoch)
+    bar.close()
+    return step
 
 
 class CheckpointTimer:

@@ -29,8 +29,8 @@ from .errors import LRFError, cli_errors
 from .families import FAMILIES, get_family
 from .plots import save_image_grid, save_loss_curve
 from .sampling import noised
-from .trainer import (CheckpointTimer, StopSignal, append_log, epoch_batches, optimizer_step, read_log,
-                      refuse_changed_resume, save_training_state, setup_runtime, should_stop, start_or_resume, take, wrap_ddp)
+from .trainer import (append_log, epoch_batches, optimizer_step, read_log, refuse_changed_resume, run_steps,
+                      save_training_state, setup_runtime, start_or_resume, take, wrap_ddp)
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -121,8 +121,6 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
     step, spent = start_or_resume(out, args, AE_RESUME_KEYS, {"model": ae}, opt, sched, ema, {"augment": g},
                                   rt.main, rt.device)
     t_start = time.time()
-    stop_signal = StopSignal()
-    timer = CheckpointTimer(args.checkpoint_minutes)
     eval_x = test_x[:2000]  # periodic PSNR on a fixed test subset; the final metrics use all 10,000
 
     def elapsed() -> float:
@@ -137,7 +135,7 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
         ae.to(memory_format=torch.channels_last)
         ema.restore(ae.parameters())
 
-    def checkpoint() -> None:
+    def checkpoint(step: int) -> None:
         if rt.main:
             ema.store(ae.parameters())
             ema.copy_to(ae.parameters())
@@ -149,38 +147,25 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
                                 extra={"args": vars(args), "train_time_s": elapsed()})
             export_ema()
             save_loss_curve(read_log(log_path), out / "loss.png", title="autoencoder L1+MSE")
-        timer.reset()
 
-    bar = tqdm(total=total, initial=step, desc="autoencoder", disable=not rt.main)
-    epoch = step // steps_per_epoch
-    # e.g. --stop-at-step at or before the resumed step
-    stopped = should_stop(step, args.stop_at_step, args.max_minutes, t_start, stop_signal)
-    while step < total and not stopped:
+    def train_step(idx: torch.Tensor) -> dict[str, float]:
         ae.train()
-        for idx in epoch_batches(len(train_x), args.batch_size, epoch, args.seed, rt)[step - epoch * steps_per_epoch :]:
-            x = images_to_tensor(train_x[idx.numpy()])
-            x = torch.where(torch.rand(x.shape[0], 1, 1, 1, generator=g) < 0.5, x.flip(3), x)
-            x = x.to(rt.device).contiguous(memory_format=torch.channels_last)
-            with rt.autocast():
-                y = model(x).float()
-            loss = reconstruction_loss(y, x)
-            optimizer_step(loss, ae.parameters(), opt)
-            sched.step()
-            ema.step(ae.parameters())
-            step += 1
-            bar.update(1)
-            if rt.main and (step % 50 == 0 or step == total):
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-                append_log(log_path, {"step": step, "epoch": step / steps_per_epoch, "loss": loss.item(),
-                                      "lr": opt.param_groups[0]["lr"], "time_s": elapsed()})
-            if step >= total or should_stop(step, args.stop_at_step, args.max_minutes, t_start, stop_signal):
-                stopped = True
-                break
-            if timer.due():
-                checkpoint()
-        epoch += 1
-    bar.close()
-    checkpoint()
+        x = images_to_tensor(train_x[idx.numpy()])
+        x = torch.where(torch.rand(x.shape[0], 1, 1, 1, generator=g) < 0.5, x.flip(3), x)
+        x = x.to(rt.device).contiguous(memory_format=torch.channels_last)
+        with rt.autocast():
+            y = model(x).float()
+        loss = reconstruction_loss(y, x)
+        optimizer_step(loss, ae.parameters(), opt)
+        sched.step()
+        ema.step(ae.parameters())
+        return {"loss": loss.item(), "lr": opt.param_groups[0]["lr"]}
+
+    step = run_steps(step=step, total=total, steps_per_epoch=steps_per_epoch,
+                     batches=lambda epoch: epoch_batches(len(train_x), args.batch_size, epoch, args.seed, rt),
+                     train_step=train_step, checkpoint=checkpoint, args=args, main=rt.main, desc="autoencoder",
+                     log_path=log_path, elapsed=elapsed, started=t_start)
+    checkpoint(step)
     if not rt.main or step < total:
         if rt.main:
             print(f"autoencoder: stopped at step {step}/{total}; continue with --resume")
@@ -274,7 +259,8 @@ class QuickEval:
             raise LRFError(f"{folder} has no reference statistics; train it with lrf-train-classifier or pass --eval-per-class 0")
         self.per_class, self.steps, self.cfg = per_class, steps, cfg
 
-    def __call__(self, denoiser, autoencoder) -> dict[str, float]:
+    def __call__(self, denoiser, autoencoder, steps: int | None = None) -> dict[str, float]:
+        """The numbers at ``steps`` (default: the evaluator's)."""
         from .classes import CIFAR10_CLASSES
         from .metrics import classify, distribution_report
 
@@ -284,7 +270,7 @@ class QuickEval:
         from .pipeline import LRFPipeline
 
         images = LRFPipeline(denoiser=denoiser, autoencoder=autoencoder).generate_tensor(
-            labels, seeds, steps=self.steps, cfg_scale=self.cfg)
+            labels, seeds, steps=self.steps if steps is None else steps, cfg_scale=self.cfg)
         preds, feats = classify(self.classifier, images)
         r = distribution_report(labels, preds, feats, self.reference, list(CIFAR10_CLASSES))
         return {"class_consistency": r["class_consistency"], "fid": r["fid"], "diversity_ratio": r["diversity_ratio"]}
@@ -341,14 +327,11 @@ def train_denoiser(args: argparse.Namespace) -> dict:
               f"{len(y_all)} images, latents {tuple(z_all.shape[2:])}, device {rt.device}, "
               f"{'bf16' if rt.bf16 else 'fp32'}")
     t_start = time.time()
-    stop_signal = StopSignal()
-    timer = CheckpointTimer(args.checkpoint_minutes)
-    bar = tqdm(total=total, initial=step, desc="denoiser", disable=not rt.main)
 
     def elapsed() -> float:
         return spent + time.time() - t_start
 
-    def checkpoint(final: bool = False) -> None:
+    def checkpoint(step: int, final: bool = False) -> None:
         if rt.main:
             save_training_state(out, step, {"model": model}, opt, sched, ema, generators={"train": g},
                                 extra={"args": vars(args), "train_time_s": elapsed()})
@@ -360,50 +343,38 @@ def train_denoiser(args: argparse.Namespace) -> dict:
             if quick is not None:
                 record.update({f"eval_{k}": v for k, v in quick(model, ae).items()})
             append_log(val_path, record)
-            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith(("val", "eval"))))
+            tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith(("val", "eval"))))
             model.save_pretrained(out / "denoiser")
             grid = class_grid(model, ae, steps=args.sample_steps, cfg=args.sample_cfg)
             save_image_grid(grid.cpu(), out / ("samples.png" if final else f"samples_step{step:06d}.png"), nrow=8)
             ema.restore(model.parameters())
             model.train()
             save_loss_curve(read_log(log_path), out / "loss.png", title="denoiser flow loss")
-        timer.reset()
 
-    epoch = step // steps_per_epoch
-    # e.g. --stop-at-step at or before the resumed step
-    stopped = should_stop(step, args.stop_at_step, args.max_minutes, t_start, stop_signal)
-    while step < total and not stopped:
+    def train_step(idx: torch.Tensor) -> dict[str, float]:
         model.train()
-        for idx in epoch_batches(len(y_all), args.batch_size, epoch, args.seed, rt)[step - epoch * steps_per_epoch :]:
-            idx = idx.to(rt.device)
-            n = len(idx)
-            flip = torch.randint(0, 2, (n,), device=rt.device, generator=g)
-            z0 = z_all[flip, idx]
-            drop = torch.rand(n, device=rt.device, generator=g) < args.cfg_dropout
-            y = torch.where(drop, null_class, y_all[idx])
-            R = int(choices[torch.randint(len(choices), (1,), generator=g, device=rt.device).item()]) \
-                if choices is not None else None
-            t = logit_normal(n, rt.device, g)
-            noise = torch.randn(z0.shape, device=rt.device, generator=g)
-            with rt.autocast():
-                loss = flow_loss(ddp, z0, y, t, noise, R, args.loss)
-            gnorm = optimizer_step(loss, model.parameters(), opt)
-            sched.step()
-            ema.step(model.parameters())
-            step += 1
-            bar.update(1)
-            if rt.main and step % 50 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}", R=R)
-                append_log(log_path, {"step": step, "epoch": step / steps_per_epoch, "loss": loss.item(), "R": R,
-                                      "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"], "time_s": elapsed()})
-            if step >= total or should_stop(step, args.stop_at_step, args.max_minutes, t_start, stop_signal):
-                stopped = True
-                break
-            if timer.due():
-                checkpoint()
-        epoch += 1
-    bar.close()
-    checkpoint(final=step >= total)
+        idx = idx.to(rt.device)
+        n = len(idx)
+        flip = torch.randint(0, 2, (n,), device=rt.device, generator=g)
+        z0 = z_all[flip, idx]
+        drop = torch.rand(n, device=rt.device, generator=g) < args.cfg_dropout
+        y = torch.where(drop, null_class, y_all[idx])
+        R = int(choices[torch.randint(len(choices), (1,), generator=g, device=rt.device).item()]) \
+            if choices is not None else None
+        t = logit_normal(n, rt.device, g)
+        noise = torch.randn(z0.shape, device=rt.device, generator=g)
+        with rt.autocast():
+            loss = flow_loss(ddp, z0, y, t, noise, R, args.loss)
+        gnorm = optimizer_step(loss, model.parameters(), opt)
+        sched.step()
+        ema.step(model.parameters())
+        return {"loss": loss.item(), "R": R, "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"]}
+
+    step = run_steps(step=step, total=total, steps_per_epoch=steps_per_epoch,
+                     batches=lambda epoch: epoch_batches(len(y_all), args.batch_size, epoch, args.seed, rt),
+                     train_step=train_step, checkpoint=checkpoint, args=args, main=rt.main, desc="denoiser",
+                     log_path=log_path, elapsed=elapsed, started=t_start)
+    checkpoint(step, final=step >= total)
     result = {"steps": step, "total_steps": total, "train_time_s": elapsed(), "device": str(rt.device),
               "precision": "bf16" if rt.bf16 else "fp32", "threads": torch.get_num_threads()}
     if rt.main:

@@ -26,7 +26,7 @@ from lrf_model.families import FAMILIES, family_of, load_denoiser
 from lrf_model.pipeline import LRFPipeline
 from lrf_model.training import main_train
 
-from .conftest import randomize
+from .conftest import TEST_STD, randomize
 from .test_eval import write_cifar_tree
 from .test_native import lrf_native, native  # noqa: F401  (lrf_native is a fixture)
 
@@ -39,7 +39,7 @@ def tiny(name: str) -> torch.nn.Module:
         config["hidden_dim"] = 48
     torch.manual_seed(0)
     model = family.build(**config)
-    return (randomize(model, std=0.1) if name == "lrf" else model).eval()  # LRF starts as the identity (adaLN-Zero)
+    return (randomize(model, std=TEST_STD) if name == "lrf" else model).eval()  # LRF starts as the identity (adaLN-Zero)
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
@@ -165,7 +165,7 @@ def test_a_model_with_few_classes_passes_every_self_test(lrf_native, tmp_path): 
     the Python gate and then aborted lrf-native --selftest)."""
     torch.manual_seed(0)
     names = ["circle", "square", "star", "moon", "wave"]
-    den = randomize(FAMILIES["lrf"].build(**FAMILIES["lrf"].tiny_config, num_classes=5, class_names=names), std=0.1)
+    den = randomize(FAMILIES["lrf"].build(**FAMILIES["lrf"].tiny_config, num_classes=5, class_names=names), std=TEST_STD)
     LRFPipeline(den.eval(), build_autoencoder(4, 4, 16)).save_pretrained(tmp_path / "ckpt")
     (r,) = export_bundles(ExportOptions(target="executorch", steps=2, checkpoint=str(tmp_path / "ckpt"),
                                         out=str(tmp_path / "b")))

@@ -85,4 +85,4 @@ def test_pt2e_quantize_covers_what_the_family_selects(tiny_denoiser):
     assert program_coverage(QuantizePT2E(frozenset(), calib)(program))["int8_share"] == 0.0  # selects nothing
     run_passes(quantized, guards(spec))  # the quantized program stores less than the float weights
     ae = decoder_spec(tiny_denoiser, build_autoencoder(4, 4, 16).eval())
-    assert program_coverage(QuantizePT2E(None, [ae.example_inputs()])(trace(ae)))["int8_share"] == 1.0
+    assert program_coverage(QuantizePT2E(ae.int8_modules, [ae.example_inputs()], True)(trace(ae)))["int8_share"] == 1.0

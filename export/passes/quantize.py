@@ -30,15 +30,17 @@ import torch
 
 
 
-def _in_modules(paths: frozenset[str]) -> Callable[[torch.fx.Node], bool]:
-    """Whether an FX node was traced directly inside one of the modules at ``paths``. Weights
-    and biases (attributes, no module stack) are judged by the op that consumes them: the conv
-    annotator asks about them too."""
+def _in_modules(paths: frozenset[str], subtree: bool = False) -> Callable[[torch.fx.Node], bool]:
+    """Whether an FX node was traced directly inside one of the modules at ``paths`` (``subtree``:
+    anywhere below one). Weights and biases (attributes, no module stack) are judged by the op
+    that consumes them: the conv annotator asks about them too."""
     def inside(node: torch.fx.Node) -> bool:
         if node.op in ("get_attr", "placeholder"):
             return True
-        stack = node.meta.get("nn_module_stack") or {}
-        return bool(stack) and list(stack.values())[-1][0] in paths
+        stack = [path for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+        if not subtree:
+            return bool(stack) and stack[-1] in paths
+        return any(p == q or p.startswith(q + ".") for p in stack for q in paths)
 
     return inside
 
@@ -89,13 +91,14 @@ def program_coverage(program: torch.export.ExportedProgram) -> dict:
 
 
 class QuantizePT2E:
-    """Program -> program: XNNPACK's static int8 (PT2E prepare, calibrate, convert) of the modules
-    at ``int8_modules`` (None: every op XNNPACKQuantizer annotates, for the autoencoder)."""
+    """Program -> program: XNNPACK's static int8 (PT2E prepare, calibrate, convert) of the linears
+    and convs of the modules at ``int8_modules`` or, with ``whole_modules`` (the autoencoder), of
+    every op XNNPACKQuantizer annotates inside them; nothing outside them."""
 
     name = "int8 (PT2E, XNNPACK)"
 
-    def __init__(self, int8_modules: frozenset[str] | None, calibration: list[tuple]):
-        self.int8_modules, self.calibration = int8_modules, calibration
+    def __init__(self, int8_modules: frozenset[str], calibration: list[tuple], whole_modules: bool = False):
+        self.int8_modules, self.calibration, self.whole_modules = int8_modules, calibration, whole_modules
 
     def __call__(self, program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -105,10 +108,10 @@ class QuantizePT2E:
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
         config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
-        if self.int8_modules is not None:  # a denoiser: the modules its family selects
+        if self.whole_modules:  # the autoencoder: its convs, ReLUs and residual adds, all int8
+            quantizer = XNNPACKQuantizer().set_global(config).set_filter_function(_in_modules(self.int8_modules, True))
+        else:  # a denoiser: the modules its family selects
             quantizer = _modules_quantizer(config, self.int8_modules)
-        else:  # the autoencoder: plain convs and ReLUs, all int8
-            quantizer = XNNPACKQuantizer().set_global(config)
         args, _ = program.example_inputs
         with torch.no_grad():
             graph = prepare_pt2e(program.module(), quantizer)

@@ -78,7 +78,7 @@ class ExecuTorchTarget:
         from ..passes.quantize import QuantizePT2E
         from ..passes.xnnpack_ops import ForXnnpack
 
-        quantize = [QuantizePT2E(spec.int8_modules, calibration)] if precision == "int8" else []
+        quantize = [QuantizePT2E(spec.int8_modules, calibration, spec.int8_whole_modules)] if precision == "int8" else []
         return [*quantize, ForXnnpack()]
 
     def lower(self, program, spec: GraphSpec, path: Path, precision: str) -> Lowered:

@@ -25,7 +25,7 @@ public struct TensorSpec: Decodable, Equatable, Sendable {
 /// Nothing else reads a byte of a bundle before that.
 public struct Manifest: Decodable, Sendable {
     /// `export/schema/manifest.schema.json` (tests/test_schema.py checks this copy).
-    public static let schemaVersion = 3
+    public static let schemaVersion = 4
     /// `export/bundle.py:MANIFEST`.
     public static let fileName = "manifest.json"
 

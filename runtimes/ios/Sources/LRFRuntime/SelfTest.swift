@@ -10,7 +10,22 @@ extension Manifest {
             /// One graph on bundle tensors (graph input name -> tensor name); its `output`.
             case graph(String, feeds: [String: String], output: String)
             /// The whole plan on `inputs` (by plan input name), compared by `compare`.
-            case plan(inputs: [String: Double], compare: Compare)
+            case plan(inputs: [String: Value], compare: Compare)
+        }
+
+        /// A plan check's input: a number, or for the image and mask inputs a bundle tensor's name.
+        public enum Value: Decodable, Hashable, Sendable {
+            case number(Double)
+            case tensor(String)
+
+            public init(from decoder: Decoder) throws {
+                let c = try decoder.singleValueContainer()
+                if let v = try? c.decode(Double.self) {
+                    self = .number(v)
+                } else {
+                    self = try .tensor(c.decode(String.self))
+                }
+            }
         }
 
         public enum Compare: String, Decodable, Sendable {
@@ -44,7 +59,7 @@ extension Manifest {
                 kind = try .graph(c.decode(String.self, forKey: .graph), feeds: c.decode([String: String].self, forKey: .feeds),
                                   output: c.decode(String.self, forKey: .output))
             case "plan":
-                kind = try .plan(inputs: c.decode([String: Double].self, forKey: .inputs),
+                kind = try .plan(inputs: c.decode([String: Value].self, forKey: .inputs),
                                  compare: c.decode(Compare.self, forKey: .compare))
             case let other:
                 throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown check kind \(other)")
@@ -119,15 +134,20 @@ public enum SelfTest {
         var results: [SelfTestReport.Result] = []
         for check in rt.manifest.checks {
             status?(check.name)
-            let ref = try tensor(check.expected, of: rt)
-            let got = try output(of: check, rt, expected: ref)
-            let states: Bool
-            if case .plan(_, .states) = check.kind { states = true } else { states = false }
-            let value = states ? Parity.worstRow(check.metric, got: got, ref: ref)
-                               : Parity.metric(check.metric, got: got, ref: ref)
-            results.append(.init(name: check.name, metric: check.metric, value: value, limit: check.limit))
+            results.append(try result(of: check, rt))
         }
         return SelfTestReport(results: results)
+    }
+
+    /// One check's result (`export/checks.py:run_checks`, for one check).
+    static func result(of check: Manifest.Check, _ rt: BundleRuntime) throws -> SelfTestReport.Result {
+        let ref = try tensor(check.expected, of: rt)
+        let got = try output(of: check, rt, expected: ref)
+        let states: Bool
+        if case .plan(_, .states) = check.kind { states = true } else { states = false }
+        let value = states ? Parity.worstRow(check.metric, got: got, ref: ref)
+                           : Parity.metric(check.metric, got: got, ref: ref)
+        return .init(name: check.name, metric: check.metric, value: value, limit: check.limit)
     }
 
     /// What this runtime gives for `check` (`export/checks.py:run_check`).
@@ -145,21 +165,22 @@ public enum SelfTest {
             }
             return got
         case .plan(let inputs, let compare):
-            let values = try rt.inputs(request(inputs, check: check.name, plan: rt.plan))
+            let values = try rt.inputs(request(inputs, check: check.name, rt))
             if compare == .output {
                 return try rt.generate(values)
             }
             var states: [Tensor] = []
             _ = try rt.iterate(values) { _, state, _ in
-                // With several states, in name order (as lrf-native's std::map).
-                states += state.keys.sorted().compactMap { state[$0] }
+                // The states the loop sets, in name order (as lrf-native's std::map).
+                states += rt.plan.loop.next.keys.sorted().compactMap { state[$0] }
             }
             return try Tensor.concatenated(states)
         }
     }
 
-    /// A check's plan inputs as a user's request, so they are checked as a user's would be.
-    static func request(_ inputs: [String: Double], check: String, plan: Manifest.Plan) throws -> BundleRuntime.Request {
+    /// A check's plan inputs as a user's request (image and mask read from the bundle's
+    /// tensors), so they are checked as a user's would be.
+    static func request(_ inputs: [String: Manifest.Check.Value], check: String, _ rt: BundleRuntime) throws -> BundleRuntime.Request {
         func integer(_ name: String, _ v: Double) throws -> Int {
             guard let n = Int(exactly: v) else {
                 throw LRFError("check \(check) gives \(name) = \(v), not an integer; re-export the bundle")
@@ -167,12 +188,17 @@ public enum SelfTest {
             return n
         }
         var request = BundleRuntime.Request()
-        for (name, v) in inputs {
-            switch plan.inputs.first(where: { $0.name == name })?.kind {
-            case .classIndex?: request.className = BundleRuntime.describe(v)
-            case .seed?: request.seed = try integer(name, v)
-            case .steps?: request.steps = try integer(name, v)
-            case .number?, nil: request.numbers[name] = v
+        for (name, value) in inputs {
+            let kind = rt.plan.inputs.first(where: { $0.name == name })?.kind
+            switch (value, kind) {
+            case (.tensor(let tensorName), .image?), (.tensor(let tensorName), .mask?):
+                request.tensors[name] = try tensor(tensorName, of: rt)
+            case (.tensor, _):
+                throw LRFError("check \(check) gives \(name) a tensor, which only an image or mask input takes; re-export the bundle")
+            case (.number(let v), .classIndex?): request.className = BundleRuntime.describe(v)
+            case (.number(let v), .seed?): request.seed = try integer(name, v)
+            case (.number(let v), .steps?): request.steps = try integer(name, v)
+            case (.number(let v), _): request.numbers[name] = v
             }
         }
         return request

@@ -21,13 +21,13 @@ final class ManifestTests: XCTestCase {
         XCTAssertEqual(plan.inputs.map { $0.name }, ["class", "seed", "steps", "guidance"])
         XCTAssertEqual(plan.inputs.map { $0.kind }, [.classIndex, .seed, .steps, .number])
         XCTAssertEqual(plan.inputs[3].fallback, 3.0)
-        XCTAssertEqual(plan.start["x"]?.noise, "seed")
+        XCTAssertEqual(plan.start["x"]?.source, .noise("seed"))
         XCTAssertEqual(plan.loop.feeds["z"], .state("x"))
         XCTAssertEqual(plan.loop.feeds["time"], .schedule(.t))
         XCTAssertEqual(plan.loop.feeds["delta"], .schedule(.dt))
         XCTAssertEqual(plan.loop.feeds["scale"], .input("guidance"))
         XCTAssertEqual(plan.loop.next, ["x": "z_next"])
-        guard case .schedule("steps") = plan.loop.repetition else {
+        guard case .schedule("steps", nil) = plan.loop.repetition else {
             return XCTFail("repeat is \(plan.loop.repetition)")
         }
         XCTAssertEqual(plan.end.output, "rgb")

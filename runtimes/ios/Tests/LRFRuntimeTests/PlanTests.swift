@@ -8,8 +8,8 @@ import XCTest
 final class PlanTests: XCTestCase {
     func testInputsDefaultAndAreChecked() throws {
         let rt = try SyntheticBundle.runtime()
-        XCTAssertEqual(try rt.inputs(), ["class": 0, "seed": 7, "steps": 2, "guidance": 3])
-        XCTAssertEqual(try rt.inputs(.init(className: "cat", seed: 5, steps: 3, numbers: ["guidance": 1.5])),
+        XCTAssertEqual(try rt.inputs().numbers, ["class": 0, "seed": 7, "steps": 2, "guidance": 3])
+        XCTAssertEqual(try rt.inputs(.init(className: "cat", seed: 5, steps: 3, numbers: ["guidance": 1.5])).numbers,
                        ["class": 1, "seed": 5, "steps": 3, "guidance": 1.5])
         XCTAssertEqual(try rt.inputs(.init(className: "1"))["class"], 1)
         assertThrows(["unknown class 'dog'", "airplane, cat"]) { try rt.inputs(.init(className: "dog")) }

@@ -16,8 +16,14 @@ final class ReplayRunner: ArtifactRunner {
         self.key = key
     }
 
+    /// Outputs for `input`; recorded again for the same input (two checks of one graph on the
+    /// same tensors, e.g. its two outputs), the outputs are merged.
     func record(_ input: Tensor, _ outputs: [String: Tensor]) {
-        entries.append((input: input, outputs: outputs))
+        if let i = entries.firstIndex(where: { $0.input == input }) {
+            entries[i].outputs.merge(outputs) { _, new in new }
+        } else {
+            entries.append((input: input, outputs: outputs))
+        }
     }
 
     func run(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
@@ -155,17 +161,30 @@ final class SelfTestTests: XCTestCase {
 
     // MARK: The LRF_BUNDLE bundle
 
-    /// The runtime on replayed reference tensors: the graph checks' own, and the trajectory
-    /// (noise, each state, the pixels) from the plan checks'. Every name comes from the plan.
+    /// Whether a check runs the plan on an image: the bundle holds no reference for the edit
+    /// graph's outputs on that check's own inputs, so the replay leaves the edits to Core ML.
+    private func edits(_ check: Manifest.Check) -> Bool {
+        guard case .plan(let inputs, _) = check.kind else { return false }
+        return inputs.values.contains { value in
+            if case .tensor = value { return true }
+            return false
+        }
+    }
+
+    /// The runtime on replayed reference tensors: the graph checks' own, and the plain
+    /// trajectories (noise, each state, the pixels) from the plan checks'. Every name comes from
+    /// the plan; a call is recognised by its input fed from the state the loop sets.
     private func replayRuntime(_ root: URL) throws -> BundleRuntime {
         let manifest = try Manifest.load(from: root)
         let plan = manifest.plan
-        try XCTSkipIf(plan.start.count != 1 || plan.loop.next.count != 1, "the replay follows a plan with one state")
+        try XCTSkipIf(plan.loop.next.count != 1, "the replay follows a plan whose loop sets one state")
+        let (stateName, next) = try XCTUnwrap(plan.loop.next.first)
+        let start = try XCTUnwrap(plan.start[stateName])
+        guard case .noise(let seedInput) = start.source else {
+            throw XCTSkip("the replay follows a state that starts from noise")
+        }
         func stateInput(_ feeds: [String: Manifest.Plan.Feed]) -> String? {
-            feeds.keys.sorted().first { name in
-                if case .state? = feeds[name] { return true }
-                return false
-            }
+            feeds.keys.sorted().first { feeds[$0] == .state(stateName) }
         }
         func tensor(_ name: String) throws -> Tensor {
             try RawTensor.read(try XCTUnwrap(manifest.tensors[name]), in: root)
@@ -186,12 +205,13 @@ final class SelfTestTests: XCTestCase {
             let expected = try tensor(check.expected)
             runner(graph, key: key).record(input, [output: expected])
         }
-        let (stateName, start) = try XCTUnwrap(plan.start.first)
-        let next = try XCTUnwrap(plan.loop.next[stateName])
-        var finals: [[String: Double]: Tensor] = [:]
-        for check in manifest.checks {
+        var finals: [[String: Manifest.Check.Value]: Tensor] = [:]
+        for check in manifest.checks where !edits(check) {
             guard case .plan(let inputs, .states) = check.kind else { continue }
-            let seed = inputs[start.noise] ?? plan.inputs.first { $0.name == start.noise }?.fallback ?? 0
+            var seed = plan.inputs.first { $0.name == seedInput }?.fallback ?? 0
+            if case .number(let v)? = inputs[seedInput] {
+                seed = v
+            }
             var state = BundleRuntime.noise(seed: Int(seed), shape: start.shape)
             let states = try tensor(check.expected).floatValues()
             let per = start.shape.reduce(1, *)
@@ -202,7 +222,7 @@ final class SelfTestTests: XCTestCase {
             }
             finals[inputs] = state
         }
-        for check in manifest.checks {
+        for check in manifest.checks where !edits(check) {
             guard case .plan(let inputs, .output) = check.kind, let state = finals[inputs] else { continue }
             let pixels = try tensor(check.expected)
             runner(plan.end.graph, key: endKey).record(state, [plan.end.output: pixels])
@@ -210,11 +230,12 @@ final class SelfTestTests: XCTestCase {
         return BundleRuntime(root: root, manifest: manifest, runners: runners.mapValues { $0 as any ArtifactRunner })
     }
 
-    /// With exact reference outputs every check of the real bundle passes.
+    /// With exact reference outputs every check of the real bundle but the edits passes.
     func testRealBundleReplayPasses() throws {
         let rt = try replayRuntime(TestBundle.root())
-        let report = try SelfTest.run(rt)
-        XCTAssertEqual(report.results.count, rt.manifest.checks.count)
+        let checks = rt.manifest.checks.filter { !edits($0) }
+        let report = SelfTestReport(results: try checks.map { try SelfTest.result(of: $0, rt) })
+        XCTAssertGreaterThan(report.results.count, 0)
         XCTAssertTrue(report.passed, report.table)
     }
 

@@ -9,7 +9,7 @@ import torch
 from lrf_export.exporter import BundleResult, ExportOptions, export_bundles
 from lrf_model.autoencoder import build_autoencoder
 from lrf_model.classes import CIFAR10_CLASSES
-from lrf_model.families import LRF
+from lrf_model.families import FAMILIES, LRF
 from lrf_model.pipeline import LRFPipeline
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -46,32 +46,64 @@ def tiny_checkpoint(tmp_path, tiny_denoiser) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def export_checkpoint(tmp_path_factory) -> Path:
-    """A tiny checkpoint whose linears and convs are above coremltools' 2048-weight quantization threshold.
+def tiny_family_denoiser(name: str) -> torch.nn.Module:
+    """A tiny random denoiser of family ``name`` whose layers clear Core ML's 2048-weight threshold.
 
-    Weights of std 0.05 (:data:`TEST_STD`): at 0.1 the random LRF model amplifies any rounding about
-    tenfold (its 2-step INT8 trajectory was 4.8e-2 of the reference against 2.9e-3 at 0.05; the
-    trained models sit at 3.5e-2 after 4 steps), so the gate would judge the random model's chaos."""
+    LRF v2 starts as the identity (adaLN-Zero), so its weights are randomised, at std 0.05
+    (:data:`TEST_STD`): at 0.1 the random model amplifies any rounding about tenfold (its 2-step
+    INT8 trajectory was 4.8e-2 of the reference against 2.9e-3 at 0.05; the trained models sit at
+    3.5e-2 after 4 steps), so the gate would judge the random model's chaos."""
+    family = FAMILIES[name]
+    config = {**family.tiny_config, "class_names": list(CIFAR10_CLASSES)}
+    if name == "lrf":
+        config["hidden_dim"] = 48
     torch.manual_seed(0)
-    den = randomize(LRF.build(**{**LRF.tiny_config, "hidden_dim": 48}, class_names=list(CIFAR10_CLASSES)), std=TEST_STD)
-    root = tmp_path_factory.mktemp("export") / "tiny"
-    LRFPipeline(den, build_autoencoder(4, 4, 16)).save_pretrained(root)
-    return root
+    model = family.build(**config)
+    return (randomize(model, std=TEST_STD) if name == "lrf" else model).eval()
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(export_checkpoint, tmp_path_factory) -> Callable[..., BundleResult]:
-    """``tiny_bundle(target, quantize)``: a 2-step bundle of :func:`export_checkpoint`, exported once
-    per session (ExecuTorch lowering takes tens of seconds). Tests that modify one copy it first."""
-    cache: dict[tuple[str, str], BundleResult] = {}
+def family_checkpoint_of(tmp_path_factory) -> Callable[[str], Path]:
+    """``family_checkpoint_of(name)``: a tiny pipeline folder of family ``name``, saved once per session."""
+    cache: dict[str, Path] = {}
 
-    def get(target: str, quantize: str = "none") -> BundleResult:
-        if (target, quantize) not in cache:
-            out = tmp_path_factory.mktemp("bundles") / f"{target}-{quantize}"
-            (result,) = export_bundles(ExportOptions(target=target, steps=2, quantize=quantize,
-                                                     checkpoint=str(export_checkpoint), out=str(out)))
-            cache[target, quantize] = result
-        return cache[target, quantize]
+    def get(name: str) -> Path:
+        if name not in cache:
+            root = tmp_path_factory.mktemp(f"family-{name}") / "ckpt"
+            den = tiny_family_denoiser(name)
+            torch.manual_seed(0)
+            LRFPipeline(den, build_autoencoder(4, 4, 16)).save_pretrained(root)
+            cache[name] = root
+        return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def family_bundle(family_checkpoint_of, tmp_path_factory) -> Callable[..., BundleResult]:
+    """``family_bundle(name, target, quantize)``: a 2-step bundle of family ``name``'s tiny
+    checkpoint, exported once per session (ExecuTorch lowering takes tens of seconds) and shared by
+    every test that needs it. Tests that modify one copy it first."""
+    cache: dict[tuple[str, str, str], BundleResult] = {}
+
+    def get(name: str, target: str, quantize: str = "none") -> BundleResult:
+        if (name, target, quantize) not in cache:
+            out = tmp_path_factory.mktemp("bundles") / f"{name}-{target}-{quantize}"
+            (result,) = export_bundles(ExportOptions(target=target, steps=2, quantize=quantize,
+                                                     checkpoint=str(family_checkpoint_of(name)), out=str(out)))
+            cache[name, target, quantize] = result
+        return cache[name, target, quantize]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def export_checkpoint(family_checkpoint_of) -> Path:
+    """The LRF v2 family's tiny checkpoint: what most export and runtime tests use."""
+    return family_checkpoint_of("lrf")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(family_bundle) -> Callable[..., BundleResult]:
+    """``tiny_bundle(target, quantize)``: :func:`family_bundle` of the LRF v2 family."""
+    return lambda target, quantize="none": family_bundle("lrf", target, quantize)

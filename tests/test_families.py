@@ -26,33 +26,19 @@ from lrf_model.families import FAMILIES, family_of, load_denoiser
 from lrf_model.pipeline import LRFPipeline
 from lrf_model.training import main_train
 
-from .conftest import TEST_STD, randomize
+from .conftest import TEST_STD, randomize, tiny_family_denoiser
 from .test_eval import write_cifar_tree
 from .test_native import lrf_native, native  # noqa: F401  (lrf_native is a fixture)
 
 
-def tiny(name: str) -> torch.nn.Module:
-    """A tiny random denoiser of family ``name`` whose layers clear Core ML's 2048-weight threshold."""
-    family = FAMILIES[name]
-    config = {**family.tiny_config, "class_names": list(CIFAR10_CLASSES)}
-    if name == "lrf":
-        config["hidden_dim"] = 48
-    torch.manual_seed(0)
-    model = family.build(**config)
-    return (randomize(model, std=TEST_STD) if name == "lrf" else model).eval()  # LRF starts as the identity (adaLN-Zero)
-
-
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
-def family_checkpoint(request, tmp_path_factory):
-    root = tmp_path_factory.mktemp(request.param) / "ckpt"
-    torch.manual_seed(0)
-    LRFPipeline(tiny(request.param), build_autoencoder(4, 4, 16)).save_pretrained(root)
-    return request.param, root
+def family_checkpoint(request, family_checkpoint_of):
+    return request.param, family_checkpoint_of(request.param)
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_family_round_trip_and_calling_convention(tmp_path, name):
-    model = tiny(name)
+    model = tiny_family_denoiser(name)
     assert family_of(model) is FAMILIES[name]
     model.save_pretrained(tmp_path / "d")
     back = load_denoiser(tmp_path / "d")  # dispatched on the saved _class_name
@@ -66,7 +52,7 @@ def test_family_round_trip_and_calling_convention(tmp_path, name):
 
 
 def test_unknown_class_name_in_a_config_is_one_line(tmp_path):
-    tiny("lrf").save_pretrained(tmp_path / "d")
+    tiny_family_denoiser("lrf").save_pretrained(tmp_path / "d")
     config = json.loads((tmp_path / "d" / "config.json").read_text())
     (tmp_path / "d" / "config.json").write_text(json.dumps({**config, "_class_name": "NoSuchNet"}))
     with pytest.raises(LRFError, match="not a registered model family"):
@@ -94,10 +80,9 @@ def test_unet2d_trains_and_generates(tmp_path):
 
 @pytest.mark.parametrize("target", ["executorch", "onnx", "coreml"])
 @pytest.mark.parametrize("quantize", ["none", "int8"])
-def test_every_family_exports_with_a_passing_gate(family_checkpoint, tmp_path, target, quantize):
-    name, ckpt = family_checkpoint
-    (r,) = export_bundles(ExportOptions(target=target, steps=2, quantize=quantize, checkpoint=str(ckpt),
-                                        out=str(tmp_path / "b")))
+def test_every_family_exports_with_a_passing_gate(family_checkpoint, family_bundle, target, quantize):
+    name, _ = family_checkpoint
+    r = family_bundle(name, target, quantize)
     assert r.ok, r.parity
     manifest = json.loads((r.path / "manifest.json").read_text())
     assert manifest["model"]["family"]["name"] == name and manifest["class_names"] == list(CIFAR10_CLASSES)
@@ -110,7 +95,7 @@ def test_every_family_exports_with_a_passing_gate(family_checkpoint, tmp_path, t
 def test_an_int8_label_on_float_weights_fails_the_gate(tmp_path, monkeypatch):
     """A family whose INT8 selection matches nothing (a renamed layer, a wrong type) must not pass."""
     ckpt = tmp_path / "ckpt"
-    LRFPipeline(tiny("lrf"), build_autoencoder(4, 4, 16)).save_pretrained(ckpt)
+    LRFPipeline(tiny_family_denoiser("lrf"), build_autoencoder(4, 4, 16)).save_pretrained(ckpt)
     nothing = dataclasses.replace(FAMILIES["lrf"], int8_module_types=(torch.nn.Embedding,))
     monkeypatch.setitem(families._BY_CLASS, "LRFDenoiser", nothing)
     (r,) = export_bundles(ExportOptions(target="executorch", steps=2, quantize="int8", checkpoint=str(ckpt),
@@ -119,9 +104,9 @@ def test_an_int8_label_on_float_weights_fails_the_gate(tmp_path, monkeypatch):
     assert any(p.startswith("step: 0.0% of its weights are int8") for p in r.parity["problems"]), r.parity["problems"]
 
 
-def test_lrf_native_runs_every_family(lrf_native, family_checkpoint, tmp_path):  # noqa: F811
-    name, ckpt = family_checkpoint
-    (r,) = export_bundles(ExportOptions(target="executorch", steps=2, checkpoint=str(ckpt), out=str(tmp_path / "b")))
+def test_lrf_native_runs_every_family(lrf_native, family_checkpoint, family_bundle, tmp_path):  # noqa: F811
+    name, _ = family_checkpoint
+    r = family_bundle(name, "executorch")
     result = native(lrf_native, r.path, "--selftest", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["passed"]
@@ -133,7 +118,7 @@ def test_lrf_native_runs_every_family(lrf_native, family_checkpoint, tmp_path): 
 
 
 @pytest.mark.slow
-def test_web_runtime_runs_every_family(family_checkpoint, tmp_path):
+def test_web_runtime_runs_every_family(family_checkpoint, family_bundle, tmp_path):
     """The browser page (Chromium) loads each family's ONNX bundle, generates and passes its self-test."""
     import subprocess
     import sys
@@ -143,8 +128,8 @@ def test_web_runtime_runs_every_family(family_checkpoint, tmp_path):
     node = _node()
     _chromium()
     _node_modules()
-    name, ckpt = family_checkpoint
-    (r,) = export_bundles(ExportOptions(target="onnx", steps=2, checkpoint=str(ckpt), out=str(tmp_path / "b")))
+    name, _ = family_checkpoint
+    r = family_bundle(name, "onnx")
     server = subprocess.Popen([sys.executable, str(WEB / "serve.py"), "--bundle", str(r.path), "--port", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

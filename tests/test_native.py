@@ -105,6 +105,48 @@ def test_same_seed_same_image_as_lrf_run_and_lrf_generate(lrf_native, tiny_bundl
     assert len(np.unique(images["native"])) > 10  # a real image, not a constant
 
 
+def test_edits_match_lrf_run_and_lrf_generate(lrf_native, tiny_bundle, export_checkpoint, tmp_path, capsys):
+    """Image-to-image and inpainting from PNG files (stb_image in C++, PIL in Python), as a user
+    runs them: lrf-native and lrf-run reproduce lrf-generate's edit within the bundle's gate."""
+    bundle = tiny_bundle("executorch").path
+    manifest = load_manifest(bundle)
+    Image.fromarray(load_tensor(bundle, manifest["tensors"]["edit.image"])[0]).save(tmp_path / "in.png")
+    mask = np.zeros((32, 32), np.uint8)
+    mask[4:20, 8:28] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    gate = manifest["tolerance"]["image_psnr_db"]
+    for name, extra in (("img2img", ["--strength", "0.5"]), ("inpaint", ["--mask", str(tmp_path / "mask.png")])):
+        args = ["--class", "ship", "--seed", "3", "--steps", "4", "--init-image", str(tmp_path / "in.png"), *extra]
+        result = native(lrf_native, bundle, *args, "--out", tmp_path / f"{name}-native.png")
+        assert result.returncode == 0, result.stderr
+        run_cli.main([str(bundle), *args, "--out", str(tmp_path / f"{name}-run.png")])
+        generate_main(["--checkpoint", str(export_checkpoint), *args, "--cfg", str(manifest["sampler"]["cfg"]),
+                       "--out", str(tmp_path / f"{name}-gen")])
+        reference = np.asarray(Image.open(tmp_path / f"{name}-gen" / "ship_seed3.png"), dtype=np.int64)
+        for runtime in ("native", "run"):
+            got = np.asarray(Image.open(tmp_path / f"{name}-{runtime}.png"), dtype=np.int64)
+            assert metric("psnr", got, reference) >= gate, (name, runtime)
+        if name == "inpaint":  # outside the mask and its one-pixel (3x3) blending band: the input's own pixels
+            padded = np.pad(mask > 0, 1)
+            inner = ~np.any([padded[dy:dy + 32, dx:dx + 32] for dy in range(3) for dx in range(3)], axis=0)
+            got = np.asarray(Image.open(tmp_path / "inpaint-native.png"), dtype=np.int64)
+            assert np.array_equal(got[inner], np.asarray(Image.open(tmp_path / "in.png"), dtype=np.int64)[inner])
+    Image.fromarray(mask[:16]).save(tmp_path / "short-mask.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    cases = [
+        (("--init-image", tmp_path / "in.png", "--mask", tmp_path / "short-mask.png"), "the mask is 32x16 but the image is 32x32"),
+        (("--init-image", tmp_path / "notes.txt"), "is not a readable image"),
+        (("--init-image", tmp_path / "in.png", "--strength", "1.5"), "strength 1.5"),
+        (("--mask", tmp_path / "mask.png"), "--mask needs an input image"),
+        (("--strength", "0.5"), "a mask or a strength needs an input image"),
+    ]
+    for args, message in cases:
+        result = native(lrf_native, bundle, *args, "--out", tmp_path / "bad.png")
+        err = result.stderr.strip()
+        assert result.returncode == 2 and message in err and len(err.splitlines()) == 1, (args, err)
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_json_report_has_latency_and_memory_per_stage(lrf_native, tiny_bundle, tmp_path):
     result = native(lrf_native, tiny_bundle("executorch", "int8").path, "--json", "--repeat", "3", "--warmup", "1",
                     "--threads", "1", "--out", tmp_path / "x.png")

@@ -2,8 +2,9 @@
 
 Exports the shipped model to an ONNX bundle, serves it with runtimes/web/serve.py (COOP/COEP),
 and runs runtimes/web/tests/e2e.mjs: the page's image for the trajectory class/seed against the
-bundle's reference, another class/seed against lrf-run's PNG, the in-browser Self-test (must
-pass), a tampered test vector with its sha256 updated (the Self-test must fail on the numbers)
+bundle's reference, another class/seed against lrf-run's PNG, the bundle's image-to-image and
+inpainting edits made from the page's edit panel (the edit image and mask uploaded as PNG files)
+against their references, a painted and cleared mask, the in-browser Self-test (must pass), a tampered test vector with its sha256 updated (the Self-test must fail on the numbers)
 and a tampered file with the manifest left alone (the page must refuse the bundle). The float
 images the page produced are checked again here with export/parity.py's own PSNR.
 
@@ -140,6 +141,11 @@ def test_web_page_end_to_end(tmp_path):
         f.seek(-1, 2)
         f.write(bytes([last[0] ^ 1]))
 
+    # The edits' input and mask as the files a user would upload.
+    edit_png, mask_png = tmp_path / "edit.png", tmp_path / "mask.png"
+    Image.fromarray(load_tensor(bundle, manifest["tensors"]["edit.image"])[0]).save(edit_png)
+    Image.fromarray((load_tensor(bundle, manifest["tensors"]["edit.mask"])[0, 0] * 255).astype(np.uint8)).save(mask_png)
+
     server = subprocess.Popen([sys.executable, str(WEB / "serve.py"), "--bundle", str(bundle), "--port", "0",
                                "--mount", f"/tampered/={tampered}", "--mount", f"/unhashed/={unhashed}"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -151,7 +157,7 @@ def test_web_page_end_to_end(tmp_path):
         r = subprocess.run([node, "tests/e2e.mjs", "--url", url, "--out", str(report_path), "--screenshot", str(shot),
                             "--threads", "2", "--other-png", str(other_png), "--other-class", OTHER_CLASS,
                             "--other-seed", str(OTHER_SEED), "--corrupt-bundle", "./tampered/",
-                            "--unhashed-bundle", "./unhashed/"],
+                            "--unhashed-bundle", "./unhashed/", "--edit-image", str(edit_png), "--edit-mask", str(mask_png)],
                            cwd=WEB, capture_output=True, text=True, timeout=300)
     finally:
         server.terminate()
@@ -171,6 +177,13 @@ def test_web_page_end_to_end(tmp_path):
     page_other = np.array(report["lrf_run"]["pixels"], dtype=int).reshape(shape[1:])
     diff = np.abs(page_other - np.asarray(Image.open(other_png).convert("RGB"), dtype=int))
     assert diff.max() <= 1, diff.max()
+
+    edits = {e["check"]: e for e in report["edits"]}
+    assert set(edits) == {"img2img_img", "inpaint_img"} and edits["inpaint_img"]["inpaint"], edits
+    for name, e in edits.items():
+        ref = load_tensor(bundle, manifest["tensors"][next(c for c in manifest["checks"] if c["name"] == name)["expected"]])
+        assert metric("psnr", np.array(e["pixels"], dtype=np.uint8).reshape(shape), ref) >= e["gate_db"], name
+    assert report["painting"]["painted"] > 0 and report["painting"]["cleared"] == 0
 
     st = report["selftest"]
     assert st["passed"] and [c["name"] for c in st["checks"]] == [c["name"] for c in manifest["checks"]]

@@ -1,4 +1,5 @@
-// The page: load and verify a bundle, then generate images and run the self-test on request.
+// The page: load and verify a bundle, then generate images, edit them (an input image with a
+// strength, a painted or uploaded inpainting mask) and run the self-test on request.
 // Settings that need a fresh runtime (bundle URL, thread count) live in the URL query
 // (?bundle=...&threads=N): onnxruntime-web fixes its thread pool when the first session is made,
 // so changing them reloads the page. The last results are on window for the end-to-end test:
@@ -10,6 +11,7 @@ import { loadBundle } from "./manifest.js";
 import { BundleRuntime } from "./runtime.js";
 import { runSelfTest } from "./selftest.js";
 import { drawImage } from "./image.js";
+import { MaskPainter, imageFromFile, maskFromFile } from "./edit.js";
 import { canMeasurePage, formatMB, jsHeapBytes, pageBytes } from "./memory.js";
 
 const $ = (id) => document.getElementById(id);
@@ -22,6 +24,8 @@ const bundleUrl = params.get("bundle") ?? "./bundle/";
 
 let runtime = null;
 let busy = false;
+let editImage = null; // {pixels, width, height}: the input image of an edit, at the model's size
+let painter = null;
 
 function setStatus(state, text) {
   $("status").dataset.state = state;
@@ -40,7 +44,10 @@ function showError(e) {
 
 function setBusy(value) {
   busy = value;
-  for (const id of ["generate", "selftest", "load", "class", "steps", "seed", "threads"]) $(id).disabled = value || !runtime;
+  for (const id of ["generate", "selftest", "load", "class", "steps", "seed", "threads", "init-image", "mask-file", "inpaint",
+                    "strength", "clear-mask"]) $(id).disabled = value || !runtime;
+  $("use-output").disabled = value || !runtime || !window.lrfResult;
+  $("clear-image").disabled = value || !editImage;
   $("load").disabled = value;
 }
 
@@ -97,6 +104,13 @@ async function init() {
     reloadWith({ bundle: $("bundle-url").value });
   });
   $("generate").addEventListener("click", () => guard(generate));
+  $("init-image").addEventListener("change", () => guard(loadEditImage));
+  $("mask-file").addEventListener("change", () => guard(loadMaskFile));
+  $("use-output").addEventListener("click", () => guard(async () => useImage({ pixels: window.lrfResult.pixels, width: 0, height: 0 }, "the last output")));
+  $("clear-image").addEventListener("click", () => guard(async () => useImage(null)));
+  $("clear-mask").addEventListener("click", () => painter?.clear());
+  $("brush").addEventListener("change", () => { if (painter) painter.brush = Number($("brush").value); });
+  $("strength").addEventListener("input", () => { $("strength-value").textContent = Number($("strength").value).toFixed(2); });
   $("selftest").addEventListener("click", () => guard(selfTest));
   setBusy(true);
 
@@ -114,6 +128,11 @@ async function init() {
   const wantSteps = Number(params.get("steps") ?? m.sampler.steps);
   for (const n of runtime.offeredSteps()) option($("steps"), n, String(n), n === wantSteps);
   if (params.has("seed")) $("seed").value = params.get("seed");
+  const [, side] = m.image.shape;
+  painter = new MaskPainter($("edit-canvas"), side, () => { window.lrfMask = Array.from(painter.mask); });
+  painter.brush = Number($("brush").value);
+  painter.draw();
+  $("edit-panel").hidden = !m.plan.edit;  // a fused bundle has its schedule baked in: no edits
   setBusy(false);
   setStatus("ready", `Ready: ${m.model.name}, ${m.precision}`);
 }
@@ -131,6 +150,45 @@ async function guard(task) {
   }
 }
 
+/** Show ``image`` ({pixels, width, height} at the model's size, or null) as the edit's input. */
+function useImage(image, what = "") {
+  editImage = image;
+  painter.setImage(image ? image.pixels : null);
+  painter.clear();
+  $("edit-note").textContent = image ? `Editing ${what}: Generate runs image-to-image at the strength` +
+    " (or inpaints the painted region), towards the class chosen above." : "";
+}
+
+async function loadEditImage() {
+  const file = $("init-image").files[0];
+  if (!file) return;
+  const [, side] = runtime.manifest.image.shape;
+  const image = await imageFromFile(file, side);
+  useImage(image, file.name);
+  if (image.note) $("edit-note").textContent = `${image.note}. ${$("edit-note").textContent}`;
+}
+
+async function loadMaskFile() {
+  const file = $("mask-file").files[0];
+  if (!file) return;
+  if (!editImage) throw new Error("a mask needs an input image; pick an image first");
+  if (!editImage.width) throw new Error("paint the mask on the output (a mask file is for an uploaded image)");
+  const [, side] = runtime.manifest.image.shape;
+  painter.setMask(await maskFromFile(file, editImage, side));
+  $("inpaint").checked = true;
+}
+
+/** The edit's plan inputs (image, strength, mask) from the panel, or none without an input image. */
+function editInputs() {
+  if (!editImage) return {};
+  const inputs = { image: editImage.pixels, strength: Number($("strength").value) };
+  if ($("inpaint").checked) {
+    if (!painter.painted()) throw new Error("the mask is empty: paint the region to regenerate, or untick Inpaint");
+    inputs.mask = painter.mask;
+  }
+  return inputs;
+}
+
 function readSeed() {
   const seed = Number($("seed").value);
   if (!Number.isSafeInteger(seed)) throw new Error(`seed ${$("seed").value} is not an integer`);
@@ -139,13 +197,16 @@ function readSeed() {
 
 async function generate() {
   const m = runtime.manifest;
-  const values = runtime.inputs({ class: Number($("class").value), seed: readSeed(), steps: Number($("steps").value) });
+  const edit = editInputs();
+  const values = runtime.inputs({ class: Number($("class").value), seed: readSeed(), steps: Number($("steps").value), ...edit });
   const { class: classId, seed, steps } = values;
   const ts = runtime.schedule(values);
-  setStatus("busy", `Generating ${m.class_names[classId]}, seed ${seed}…`);
+  const first = runtime.firstInterval(values);
+  const what = edit.mask ? "Inpainting" : edit.image ? `Editing (strength ${edit.strength})` : "Generating";
+  setStatus("busy", `${what} ${m.class_names[classId]}, seed ${seed}…`);
   const body = $("steps-table").tBodies[0];
   body.replaceChildren();
-  $("progress").max = ts ? ts.length - 1 : m.plan.loop.repeat.count;
+  $("progress").max = ts ? ts.length - 1 - first : m.plan.loop.repeat.count;
   $("progress").value = 0;
   const stepMs = [];
   const heap = [];
@@ -155,8 +216,8 @@ async function generate() {
     heap.push(jsHeapBytes());
     $("progress").value = i + 1;
     const tr = document.createElement("tr");
-    cell(tr, String(i + 1));
-    cell(tr, ts ? `${ts[i]} → ${ts[i + 1]}` : "all steps (fused)");
+    cell(tr, String(first + i + 1));
+    cell(tr, ts ? `${ts[first + i]} → ${ts[first + i + 1]}` : "all steps (fused)");
     cell(tr, ms.toFixed(2));
     cell(tr, formatMB(heap[i]));
     body.append(tr);
@@ -168,12 +229,14 @@ async function generate() {
   const totalMs = performance.now() - t0;
   const [, h, w] = m.image.shape;
   const rgba = drawImage($("canvas"), pixels, h, w);
-  const mean = stepMs.reduce((a, b) => a + b, 0) / stepMs.length;
-  $("caption").textContent = `${m.class_names[classId]}, seed ${seed}, ${steps} step${steps > 1 ? "s" : ""}`;
+  const mean = stepMs.length ? stepMs.reduce((a, b) => a + b, 0) / stepMs.length : 0;
+  const editCaption = edit.mask ? ", inpainted" : edit.image ? `, edited at strength ${edit.strength}` : "";
+  $("caption").textContent = `${m.class_names[classId]}, seed ${seed}, ${steps} step${steps > 1 ? "s" : ""}${editCaption}`;
   $("timing").textContent = `${mean.toFixed(2)} ms/step (mean of ${stepMs.length}), decode ${decodeMs.toFixed(2)} ms, ` +
     `total ${totalMs.toFixed(1)} ms on ${threads} thread${threads > 1 ? "s" : ""}`;
   window.lrfResult = { classId, className: m.class_names[classId], seed, steps, threads, precision: m.precision,
-                       stepMs, decodeMs, totalMs, jsHeapBytes: heap, pixels, rgba, shape: m.image.shape };
+                       strength: edit.strength ?? null, inpaint: Boolean(edit.mask), stepMs, decodeMs, totalMs,
+                       jsHeapBytes: heap, pixels, rgba, shape: m.image.shape };
   setStatus("done", `Done: ${m.class_names[classId]}, seed ${seed}`);
   measurePage();
 }

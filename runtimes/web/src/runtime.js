@@ -125,6 +125,13 @@ export class BundleRuntime {
     return "schedule" in repeat ? this.manifest.sampler.schedules[String(values[repeat.schedule])] : null;
   }
 
+  /** The first schedule interval the loop runs: the strength's start given an image, else 0. */
+  firstInterval(values) {
+    const repeat = this.plan.loop.repeat;
+    const ts = this.schedule(values);
+    return this.edits(values) && ts && repeat.strength ? startIndex(ts.length - 1, values[repeat.strength]) : 0;
+  }
+
   feed(src, state, values, ts, i) {
     if ("state" in src) return state[src.state];
     if ("input" in src) return values[src.input];
@@ -153,9 +160,8 @@ export class BundleRuntime {
       state[name] = "noise" in src ? noiseArray(values[src.noise], src.shape.slice(1))
                                    : new Float32Array(src.shape.reduce((a, b) => a * b, 1)).fill(src.fill);
     }
-    const edits = this.edits(values);
-    const first = edits && ts && loop.repeat.strength ? startIndex(count, values[loop.repeat.strength]) : 0;
-    if (edits) {
+    const first = this.firstInterval(values);
+    if (this.edits(values)) {
       const edit = this.plan.edit;
       const out = await this.run(edit.graph, this.feeds(edit.feeds, state, values, ts, first));
       for (const [name, output] of Object.entries(edit.next)) state[name] = out[output];

@@ -3,13 +3,17 @@
 //
 // Test mode: generate the case of the bundle's whole-plan "output" check from the form and
 // compare its pixels with the check's expected tensor; generate another class/seed and compare
-// with lrf-run's PNG; check the canvas shows exactly the pixels, upscaled without smoothing; run
-// the Self-test (must pass); open a tampered copy of the bundle (one tensor changed, its sha256
-// updated) and require that its Self-test fails on the numbers; save a screenshot.
+// with lrf-run's PNG; check the canvas shows exactly the pixels, upscaled without smoothing; make
+// the bundle's edits from the edit panel as a user would (upload the edit image, set the strength,
+// upload the mask and tick Inpaint) and compare each with its reference; paint a stroke on the
+// mask canvas and clear it; run the Self-test (must pass); open a tampered copy of the bundle (one
+// tensor changed, its sha256 updated) and require that its Self-test fails on the numbers; save a
+// screenshot.
 //
 //   node tests/e2e.mjs --url http://127.0.0.1:PORT/ --out report.json --screenshot shot.png \
 //     --other-png other.png --other-class ship --other-seed 7 --corrupt-bundle ./bundle-bad/ \
-//     --unhashed-bundle ./bundle-unhashed/   (a file changed, manifest not: the page must refuse it)
+//     --unhashed-bundle ./bundle-unhashed/   (a file changed, manifest not: the page must refuse it) \
+//     --edit-image in.png --edit-mask mask.png   (the bundle's edit.image / edit.mask as PNG files)
 //
 // Bench mode: for each thread count, warm up, then generate --images images and report per-step
 // latency (median, p90) and decode time; the self-test runs too.
@@ -46,6 +50,8 @@ const { values: args } = parseArgs({
     "other-seed": { type: "string", default: "7" },
     "corrupt-bundle": { type: "string" },
     "unhashed-bundle": { type: "string" },
+    "edit-image": { type: "string" },
+    "edit-mask": { type: "string" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
     timeout: { type: "string", default: "90" },
   },
@@ -62,6 +68,7 @@ const LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-fi
   "--disable-component-update", "--disable-sync", "--enable-blink-features=ForceEagerMeasureMemory"];
 
 const failures = [];
+const check_ = (ok, message) => check(ok, message);
 function check(ok, message) {
   console.log(`${ok ? "ok  " : "FAIL"} ${message}`);
   if (!ok) failures.push(message);
@@ -95,6 +102,7 @@ async function waitState(page, states) {
 
 /** Pick class/seed/steps in the form, click Generate, return window.lrfResult (pixels as an array). */
 async function generate(page, { className, seed, steps }) {
+  await page.waitForFunction(() => !document.getElementById("generate").disabled, null, { timeout: timeoutMs });
   await page.selectOption("#class", { label: className });
   await page.fill("#seed", String(seed));
   if (steps) await page.selectOption("#steps", String(steps));
@@ -154,6 +162,44 @@ function uint8Diff(a, b) {
   return { max, differing: n };
 }
 
+/** Each of the bundle's edit checks (a plan "output" check with an image input) made from the edit
+ * panel: upload the image, set the strength, for inpainting upload the mask and tick Inpaint. */
+async function edits(page, manifest) {
+  const results = [];
+  for (const check of manifest.checks.filter((c) => c.kind === "plan" && c.compare === "output" && typeof c.inputs.image === "string")) {
+    const { class: classId, seed, steps, strength = 1 } = check.inputs;
+    const inpaint = typeof check.inputs.mask === "string";
+    await page.setInputFiles("#init-image", args["edit-image"]);
+    await page.waitForFunction(() => !document.getElementById("clear-image").disabled, null, { timeout: timeoutMs });
+    await page.$eval("#strength", (el, v) => { el.value = String(v); el.dispatchEvent(new Event("input")); }, strength);
+    await page.setChecked("#inpaint", inpaint);
+    if (inpaint) await page.setInputFiles("#mask-file", args["edit-mask"]);
+    const got = await generate(page, { className: manifest.class_names[classId], seed, steps });
+    const spec = manifest.tensors[check.expected];
+    const ref = parseTensor(await fetchBytes(`bundle/${spec.file}`), spec).data;
+    const value = metric("psnr", got.pixels, ref);
+    results.push({ check: check.name, strength, inpaint, psnr_db: value, gate_db: check.limit, step_ms: got.stepMs,
+                   pixels: got.pixels });
+    check_(value >= check.limit && got.stepMs.length === steps - (steps - Math.floor(steps * strength + 0.5)),
+           `${check.name}: ${inpaint ? "inpainting" : `image-to-image at strength ${strength}`} from the edit panel, ` +
+           `${got.stepMs.length} of ${steps} steps, PSNR ${value.toFixed(2)} dB against ${spec.file} (gate ${check.limit} dB)`);
+  }
+  return results;
+}
+
+/** A stroke across the mask canvas paints cells; Clear mask empties it. */
+async function paintAndClear(page) {
+  const box = await page.locator("#edit-canvas").boundingBox();
+  await page.mouse.move(box.x + box.width * 0.2, box.y + box.height * 0.5);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.8, box.y + box.height * 0.5, { steps: 12 });
+  await page.mouse.up();
+  const painted = await page.evaluate(() => (window.lrfMask ?? []).filter((v) => v > 0).length);
+  await page.click("#clear-mask");
+  const cleared = await page.evaluate(() => (window.lrfMask ?? []).filter((v) => v > 0).length);
+  return { painted, cleared };
+}
+
 async function selfTest(page) {
   await page.click("#selftest");
   await waitState(page, ["selftest-pass", "selftest-fail"]);
@@ -205,6 +251,14 @@ async function runTest(browser, manifest) {
   const canvas = await canvasMatches(page);
   report.canvas = canvas;
   check(canvas.mismatched === 0, `canvas shows the pixels upscaled ${canvas.scale}x without smoothing (${canvas.mismatched} of ${canvas.pixels} pixels differ)`);
+
+  if (args["edit-image"]) {
+    report.edits = await edits(page, manifest);
+    check(report.edits.length === 2, `the bundle's two edits ran from the edit panel (${report.edits.map((e) => e.check).join(", ")})`);
+    report.painting = await paintAndClear(page);
+    check(report.painting.painted > 0 && report.painting.cleared === 0,
+          `a stroke on the mask canvas paints ${report.painting.painted} cells; Clear mask leaves ${report.painting.cleared}`);
+  }
 
   const st = await selfTest(page);
   report.selftest = st;

@@ -120,8 +120,13 @@ public final class BundleRuntime {
     public func inputs(_ request: Request = Request()) throws -> Values {
         var numbers = request.numbers
         var tensors = request.tensors
-        let gives = { (kind: Manifest.Plan.Input.Kind) in self.plan.inputs.contains { $0.kind == kind && tensors[$0.name] != nil } }
-        let strength = plan.inputs.contains { $0.kind == .strength && (numbers[$0.name].map { $0 != 1 } ?? false) }
+        let gives = { (kind: Manifest.Plan.Input.Kind) -> Bool in
+            self.plan.inputs.contains { input in input.kind == kind && tensors[input.name] != nil }
+        }
+        let strength = plan.inputs.contains { input in
+            guard input.kind == .strength, let v = numbers[input.name] else { return false }
+            return v != 1
+        }
         if !gives(.image) && (gives(.mask) || strength) {
             throw LRFError("a mask or a strength needs an input image; pick an image as well")
         }
@@ -221,7 +226,7 @@ public final class BundleRuntime {
         case .count(let n):
             return 0..<n
         case .schedule(_, let strength):
-            let count = try (loopSchedule(values) ?? []).count - 1
+            let count = Swift.max(try (loopSchedule(values) ?? []).count - 1, 0)
             guard let strength, edits(values) else { return 0..<count }
             return try Self.startIndex(steps: count, strength: given(strength, values))..<count
         }

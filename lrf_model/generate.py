@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--strength", type=float, default=None,
                    help="how much of the schedule to run on it, 0..1 (0: the input reconstructed, 1: all of it; default 1)")
     e.add_argument("--mask", default=None, help="inpainting mask at the image's size: white = regenerate, black = keep")
+    e.add_argument("--resample", type=int, default=1,
+                   help="inpainting: redo each step R times, noising back in between (RePaint): a smoother seam "
+                        "at R x the steps (benchmarks/results/editing.md); the reference model only")
     e.add_argument("--keep-unmasked", action=argparse.BooleanOptionalAction, default=True,
                    help="keep the input's pixels outside the mask (default on)")
     return p
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         raise LRFError(f"--num {args.num} is invalid; use at least 1")
     if args.cfg is not None and not math.isfinite(args.cfg):
         raise LRFError(f"--cfg {args.cfg} is not a finite number")
+    if args.resample != 1 and (not args.mask or args.resample < 1):
+        raise LRFError(f"--resample {args.resample} is invalid; it takes a whole number >= 1, for inpainting (with --mask)")
     if (args.mask or args.strength is not None) and not args.init_image:
         raise LRFError(f"{'--mask' if args.mask else '--strength'} needs an image to edit; pass --init-image IN.png")
     strength = 1.0 if args.strength is None else args.strength
@@ -65,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     labels = [c for c in classes for _ in range(args.num)]
     seeds = [args.seed + j for _ in classes for j in range(args.num)]
     images = pipe(labels, seeds, num_inference_steps=steps, guidance_scale=cfg, recursions=R,
-                  output_type="pt", image=image, strength=strength, mask=mask, keep_unmasked=args.keep_unmasked).images
+                  output_type="pt", image=image, strength=strength, mask=mask, keep_unmasked=args.keep_unmasked,
+                  resample=args.resample).images
     if not torch.isfinite(images).all():
         raise LRFError("the model produced NaN/Inf values; the checkpoint is damaged, re-train or re-download it")
     out = Path(args.out)

@@ -28,7 +28,7 @@ from .editing import as_image, image_pixels, mask_pixels, start_index
 from .errors import LRFError
 from .families import Family, family_of, latent_shape, load_denoiser
 from .families import class_names as family_class_names
-from .sampling import batch_noise, edit_start, sample, schedule
+from .sampling import batch_noise, edit_start, resample_seed, sample, schedule
 
 DEFAULT_STEPS = 4
 DEFAULT_CFG = 3.0  # see the model card: cfg 4 scores higher but takes INT8 ExecuTorch over its gate
@@ -143,16 +143,21 @@ class LRFPipeline(DiffusionPipeline):
         image: torch.Tensor | None = None,
         strength: float = 1.0,
         mask: torch.Tensor | None = None,
+        resample: int = 1,
     ) -> torch.Tensor:
         """Final latents in model space, (B, C, S, S). With ``image`` (8-bit RGB (B, H, W, 3)): an edit
-        of it (:mod:`lrf_model.editing`) at ``strength``, inpainting where ``mask`` (B, 1, H, W) is 1.
-        ``steps`` and ``cfg_scale`` default to the checkpoint's (:class:`SamplingDefaults`)."""
+        of it (:mod:`lrf_model.editing`) at ``strength``, inpainting where ``mask`` (B, 1, H, W) is 1,
+        each step redone ``resample`` times (RePaint: a smoother seam at that many times the cost;
+        the reference model only, bundles run 1). ``steps`` and ``cfg_scale`` default to the
+        checkpoint's (:class:`SamplingDefaults`)."""
         steps = self.sampling.steps if steps is None else steps
         cfg_scale = self.sampling.cfg if cfg_scale is None else cfg_scale
         if len(class_labels) != len(seeds):
             raise LRFError(f"got {len(class_labels)} classes but {len(seeds)} seeds; give one seed per image")
         if image is None and (mask is not None or strength != 1.0):
             raise LRFError("a mask or a strength needs an input image; pass --init-image (image=) as well")
+        if resample != 1 and (mask is None or not isinstance(resample, int) or resample < 1):
+            raise LRFError(f"resample={resample} is invalid; resampling (a whole number >= 1) is for inpainting: pass a mask")
         ts = schedule(steps, shift)
         eps = batch_noise(seeds, self.latent_shape).to(self.device)
         labels = torch.tensor([self.class_index(c) for c in class_labels], device=self.device)
@@ -165,8 +170,11 @@ class LRFPipeline(DiffusionPipeline):
             known, start, lmask = edit_start(self.autoencoder, image.to(self.device), pixel_mask, eps, t0)
             if mask is not None:
                 inpaint = (known, eps, lmask)
+        def fresh_noise(step: int, repeat: int) -> torch.Tensor:
+            return batch_noise([resample_seed(s, step, repeat) for s in seeds], self.latent_shape).to(self.device)
+
         return sample(self.denoiser, start, labels, ts, self.denoiser.config.num_classes, cfg_scale, recursions,
-                      callback, inpaint)
+                      callback, inpaint, resample, fresh_noise)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -216,6 +224,7 @@ class LRFPipeline(DiffusionPipeline):
         strength: float = 1.0,
         mask=None,
         keep_unmasked: bool = True,
+        resample: int = 1,
     ) -> ImagePipelineOutput:
         """Generate one image per class label; image ``j`` uses ``seeds[j]`` (default ``j``). With
         ``image`` (a PIL image or 8-bit RGB array, or one per label): image-to-image at ``strength``,
@@ -232,7 +241,7 @@ class LRFPipeline(DiffusionPipeline):
                 part = slice(i, i + batch_size)
                 chunks.append(self.generate_tensor(
                     labels[part], seeds[part], image=None if pixels is None else pixels[part],
-                    mask=None if masks is None else masks[part], keep_unmasked=keep_unmasked, strength=strength,
+                    mask=None if masks is None else masks[part], keep_unmasked=keep_unmasked, strength=strength, resample=resample,
                     steps=num_inference_steps, cfg_scale=guidance_scale, recursions=recursions,
                     callback=lambda _i, _z: bar.update()))
         images = torch.cat(chunks)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -96,6 +98,20 @@ def inpaint_blend(z: torch.Tensor, known: torch.Tensor, eps: torch.Tensor, mask:
     return mask * z + (1 - mask) * noised(known, eps, t)
 
 
+def renoised(z: torch.Tensor, t_from: float, t_to: float, noise: torch.Tensor) -> torch.Tensor:
+    """A sample at ``t_from`` taken back to ``t_to >= t_from`` along the straight path's marginal:
+    ``a z + b noise`` with ``a = (1 - t_to) / (1 - t_from)`` and ``b^2 = t_to^2 - (a t_from)^2``
+    (RePaint's step back, for rectified flow). ``noise``: fresh standard normal noise."""
+    a = (1 - t_to) / (1 - t_from)
+    return a * z + math.sqrt(max(t_to**2 - (a * t_from) ** 2, 0.0)) * noise
+
+
+def resample_seed(seed: int, step: int, repeat: int) -> int:
+    """The portable noise seed of RePaint's step back ``repeat`` of ``step`` for image ``seed``
+    (integer arithmetic only, so that any runtime can derive it)."""
+    return (seed * 1_000_003 + 7_919 * (step * 64 + repeat + 1)) % 2**32
+
+
 def guided_velocity(
     model: Callable[..., torch.Tensor],
     z: torch.Tensor,
@@ -144,19 +160,26 @@ def integrate(
     recursions: int | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
     inpaint: Inpaint | None = None,
+    resample: int = 1,
+    fresh_noise: Callable[[int, int], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Euler-integrate from ``noise`` (the start latent) at ``ts[0]`` to ``ts[-1]``; returns the final latent.
 
-    ``inpaint = (known, eps, mask)`` applies :func:`inpaint_blend` after every step (in :func:`guided_step`). ``callback(i, z)``
-    is called after step ``i`` (progress bars, trajectory capture). Free of any grad context, so
-    ``torch.export`` can unroll it; :func:`sample` is the same under ``torch.no_grad``.
+    ``inpaint = (known, eps, mask)`` applies :func:`inpaint_blend` after every step (in :func:`guided_step`).
+    ``resample > 1`` (RePaint, for inpainting) redoes each step that many times, taking the result
+    back to the step's start with ``fresh_noise(step, repeat)`` in between (:func:`renoised`).
+    ``callback(i, z)`` is called after step ``i`` (progress bars, trajectory capture). Free of any
+    grad context, so ``torch.export`` can unroll it; :func:`sample` is the same under ``torch.no_grad``.
     """
     z = noise
     B = z.shape[0]
     for i in range(len(ts) - 1):
         t = torch.full((B,), ts[i], dtype=z.dtype)
         dt = torch.full((B,), ts[i] - ts[i + 1], dtype=z.dtype)
-        z = guided_step(model, z, t, dt, class_labels, null_class, cfg_scale, recursions, inpaint)
+        for u in range(resample):
+            if u:
+                z = renoised(z, ts[i + 1], ts[i], fresh_noise(i, u - 1))
+            z = guided_step(model, z, t, dt, class_labels, null_class, cfg_scale, recursions, inpaint)
         if callback is not None:
             callback(i, z)
     return z

@@ -91,6 +91,24 @@ def test_an_all_black_mask_returns_the_input(pipe):
                        pipe.decode(pipe.encode(image)))
 
 
+def test_resampling_redoes_inpainting_steps_and_keeps_the_known_region(pipe):
+    """RePaint: resample=1 is plain inpainting bit for bit; more repeats change the masked region
+    only (the blend resets the rest every step), and the noise is the seed's, so it repeats."""
+    side = pipe.image_side
+    image = batch(picture(side))
+    mask = torch.zeros(1, 1, side, side)
+    mask[..., : side // 2, :] = 1
+    plain = pipe.generate_latents([2], [0], steps=4, image=image, mask=mask)
+    assert torch.equal(pipe.generate_latents([2], [0], steps=4, image=image, mask=mask, resample=1), plain)
+    twice = pipe.generate_latents([2], [0], steps=4, image=image, mask=mask, resample=2)
+    assert torch.equal(twice, pipe.generate_latents([2], [0], steps=4, image=image, mask=mask, resample=2))
+    known = pipe.encode(image)
+    rows = slice(side // 2 // 4, None)  # latent rows wholly outside the mask (factor 4)
+    assert torch.equal(twice[..., rows, :], known[..., rows, :]) and not torch.equal(twice, plain)
+    with pytest.raises(LRFError, match="resampling .* is for inpainting"):
+        pipe.generate_latents([2], [0], steps=4, image=image, resample=2)
+
+
 def test_paste_unmasked_blends_one_pixel_band():
     gen, orig = torch.ones(1, 3, 8, 8), -torch.ones(1, 3, 8, 8)
     mask = torch.zeros(1, 1, 8, 8)
@@ -127,6 +145,9 @@ def test_lrf_generate_edits_and_refuses_bad_input(tmp_path, tiny_checkpoint, cap
         "out of range": ["--init-image", str(tmp_path / "in.png"), "--strength", "1.5"],
         "not a readable image": ["--init-image", str(tmp_path / "text.png")],
         "does not exist": ["--init-image", str(tmp_path / "missing.png")],
+        "--resample 2 is invalid": ["--init-image", str(tmp_path / "in.png"), "--resample", "2"],
+        "--resample 0 is invalid": ["--init-image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"),
+                                    "--resample", "0"],
         f"the mask is {side}x{side} but the image is {2 * side}x{2 * side}":
             ["--init-image", str(tmp_path / "big.png"), "--mask", str(tmp_path / "mask.png")],
     }

@@ -22,7 +22,7 @@ from lrf_model.sampling import schedule
 
 from . import test_vectors
 from .bundle import staged_directory, write_manifest
-from .graphs import GraphSpec, decoder_spec, encoder_spec, step_spec
+from .graphs import GraphSpec, decoder_spec, encoder_spec, is_guided, step_spec
 from .parity import TOLERANCES, check_bundle, gate_ok
 from .passes import Pass, run_passes
 from .passes.static_shapes import CheckSignature, CheckStatic, trace
@@ -92,7 +92,8 @@ def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> lis
     ts = schedule(opts.steps, opts.shift)
     den, ae = pipe.denoiser, pipe.autoencoder
     specs: dict[str, GraphSpec] = {
-        opts.graph: step_spec(den, R) if opts.graph == "step" else fused_spec(den, ts, cfg, R),
+        # At cfg 1 (a guidance-distilled model's) the step runs the conditional half only.
+        opts.graph: step_spec(den, R, guided=is_guided(cfg)) if opts.graph == "step" else fused_spec(den, ts, cfg, R),
         "decoder": decoder_spec(den, ae),
         "encoder": encoder_spec(den, ae),
     }

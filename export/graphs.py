@@ -7,7 +7,8 @@ Each graph is a small ``nn.Module`` wrapper plus its named inputs/outputs, decla
   ``(latent, t, dt, class_id, cfg, known, noise, latent_mask) -> next_latent``. It calls
   :func:`lrf_model.sampling.guided_step`, the function the PyTorch sampler uses; ``latent_mask`` is
   on the latent grid (1 = regenerate), so a mask of ones is plain generation and image-to-image,
-  bit for bit.
+  bit for bit. For a model sampled without guidance (cfg 1: a guidance-distilled student) the
+  graph has no ``cfg`` input and runs the conditional half only, at half the cost.
 - ``fused``: the whole N-step sampler with the schedule and CFG scale baked in,
   ``(noise, class_id) -> latent`` (see :mod:`lrf_export.passes.unroll`).
 - ``decoder``: ``(latent, image, mask) -> pixels`` (1, H, W, 3) 8-bit RGB: latent un-scaling, the
@@ -100,6 +101,18 @@ class GuidedStepGraph(torch.nn.Module):
         return step_spec(self.denoiser, self.recursions, batch).example_inputs()
 
 
+class UnguidedStepGraph(GuidedStepGraph):
+    """The step at cfg 1: the conditional velocity alone (no ``cfg`` input, half the batch)."""
+
+    def forward(self, latent: torch.Tensor, t: torch.Tensor, dt: torch.Tensor, class_id: torch.Tensor,
+                known: torch.Tensor, noise: torch.Tensor, latent_mask: torch.Tensor) -> torch.Tensor:
+        return guided_step(self.denoiser, latent, t, dt, class_id, self.null_class, 1.0, self.recursions,
+                           (known, noise, latent_mask))
+
+    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
+        return step_spec(self.denoiser, self.recursions, batch, guided=False).example_inputs()
+
+
 class DecoderGraph(torch.nn.Module):
     def __init__(self, autoencoder: AutoencoderTiny):
         super().__init__()
@@ -140,14 +153,21 @@ def pixel_mask_shape(pix: tuple[int, ...]) -> tuple[int, int, int, int]:
     return (pix[0], 1, *pix[1:3])
 
 
-def step_spec(denoiser: torch.nn.Module, recursions: int, batch: int = 1) -> GraphSpec:
+def is_guided(cfg: float) -> bool:
+    """Whether sampling at ``cfg`` needs the guided step: at exactly 1 its unconditional half is wasted."""
+    return cfg != 1.0
+
+
+def step_spec(denoiser: torch.nn.Module, recursions: int, batch: int = 1, guided: bool = True) -> GraphSpec:
+    """The step graph; ``guided=False``: at cfg 1, without the ``cfg`` input and the unconditional half."""
     lat = latent_shape(denoiser, batch)
-    graph = GuidedStepGraph(denoiser, recursions)
+    graph = (GuidedStepGraph if guided else UnguidedStepGraph)(denoiser, recursions)
+    cfg = [TensorSpec("cfg", (batch,), "float32")] if guided else []
     return GraphSpec(
         "step",
         graph,
         [TensorSpec("latent", lat, "float32"), TensorSpec("t", (batch,), "float32"), TensorSpec("dt", (batch,), "float32"),
-         TensorSpec("class_id", (batch,), "int32"), TensorSpec("cfg", (batch,), "float32"),
+         TensorSpec("class_id", (batch,), "int32"), *cfg,
          TensorSpec("known", lat, "float32"), TensorSpec("noise", lat, "float32"),
          TensorSpec("latent_mask", latent_mask_shape(lat), "float32")],
         [TensorSpec("next_latent", lat, "float32")],

@@ -25,6 +25,7 @@ from lrf_model.pipeline import LRFPipeline
 from lrf_model.sampling import edit_start, guided_step, portable_noise, sample
 
 from .bundle import save_tensor
+from .graphs import is_guided
 
 TRAJECTORY_SEED = 0
 STEP_SEED = 1
@@ -109,9 +110,11 @@ def reference(pipe: LRFPipeline, ts: list[float], cfg: float, R: int) -> Referen
         feeds = {"latent": inpaint_states[i], "t": np.array([ts[i]], np.float32), "dt": np.array([ts[i] - ts[i + 1]], np.float32),
                  "class_id": np.array([edit_class], np.int32), "cfg": np.array([cfg], np.float32),
                  "known": known.numpy(), "noise": eps.numpy(), "latent_mask": lmask.numpy()}
+        if not is_guided(cfg):  # the unguided step graph takes no cfg; guided_step skips the null half
+            del feeds["cfg"]
         t = {k: torch.from_numpy(v) for k, v in feeds.items()}
         out = guided_step(pipe.denoiser, t["latent"], t["t"], t["dt"], t["class_id"], pipe.denoiser.config.num_classes,
-                          t["cfg"], R, (t["known"], t["noise"], t["latent_mask"]))
+                          t["cfg"] if "cfg" in t else cfg, R, (t["known"], t["noise"], t["latent_mask"]))
         steps.append({**feeds, "next_latent": out.numpy()})
     t_start = torch.full((1,), ENCODER_T)
     enc_known, enc_latent, _ = edit_start(pipe.autoencoder, image_t, mask_t, eps, t_start)
@@ -177,9 +180,10 @@ def calibration(pipe: LRFPipeline, ts: list[float], cfg: float, R: int, per_clas
         for j in range(per_class):
             lat = trajectory(pipe, 1000 + 10 * k + j, k, ts, cfg, R)
             zeros, ones = torch.zeros_like(lat[0]), torch.ones_like(lat[0][:, :1])
+            guidance = (torch.tensor([cfg]),) if is_guided(cfg) else ()  # the step graph's inputs (graphs.step_spec)
             for i in range(len(ts) - 1):
                 steps.append((lat[i], torch.tensor([ts[i]]), torch.tensor([ts[i] - ts[i + 1]]), torch.tensor([k], dtype=torch.int32),
-                              torch.tensor([cfg]), zeros, lat[0], ones))
+                              *guidance, zeros, lat[0], ones))
             finals.append(lat[-1])
             noises.append((lat[0], torch.tensor([k], dtype=torch.int32)))
     images = [to_pixels(pipe.decode(z)) for z in finals]

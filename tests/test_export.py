@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from PIL import Image
 
 from lrf_export import cli as export_cli
@@ -107,6 +108,31 @@ def test_lrf_run_matches_lrf_generate(ckpt, tmp_path, capsys):
     a = np.asarray(Image.open(tmp_path / "run.png"), dtype=int)
     b = np.asarray(Image.open(tmp_path / "gen" / "cat_seed4.png"), dtype=int)
     assert np.abs(a - b).max() <= 1
+
+
+def test_a_bundle_at_cfg_1_steps_without_the_unconditional_half(ckpt, tmp_path, capsys):
+    """At cfg 1 (a guidance-distilled model) the step graph takes no cfg and runs the conditional
+    half only; its images are the pipeline's at cfg 1, which skips that half too."""
+    from lrf_model.sampling import guided_velocity
+
+    r = export(ckpt, tmp_path / "b", target="onnx", steps=2, cfg=1.0)
+    assert r.ok, r.parity
+    m = json.loads((r.path / "manifest.json").read_text())
+    assert "cfg" not in [i["name"] for i in m["artifacts"]["step"]["inputs"]]
+    assert "cfg" not in [i["name"] for i in m["plan"]["inputs"]] and m["sampler"]["cfg"] == 1.0
+    run_cli.main([str(r.path), "--class", "cat", "--seed", "4", "--out", str(tmp_path / "run.png")])
+    generate_main(["--checkpoint", str(ckpt), "--class", "cat", "--seed", "4", "--steps", "2", "--cfg", "1",
+                   "--out", str(tmp_path / "gen")])
+    a = np.asarray(Image.open(tmp_path / "run.png"), dtype=int)
+    b = np.asarray(Image.open(tmp_path / "gen" / "cat_seed4.png"), dtype=int)
+    assert np.abs(a - b).max() <= 1
+    pipe = LRFPipeline.from_checkpoint(ckpt)
+    den = pipe.denoiser
+    z, t, y = torch.randn(2, *pipe.latent_shape), torch.tensor([0.5, 0.9]), torch.tensor([3, 5])
+    with torch.no_grad():
+        conditional = den(z, t, y)
+        assert torch.equal(guided_velocity(den, z, t, y, 10, 1.0), conditional)  # a number: one half only
+        torch.testing.assert_close(guided_velocity(den, z, t, y, 10, torch.ones(2, 1, 1, 1)), conditional)
 
 
 def test_tampered_and_truncated_bundles_are_rejected(ckpt, tmp_path):

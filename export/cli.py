@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recursions", type=int, default=None, help="recursion passes R (default: the checkpoint's)")
     p.add_argument("--quantize", default="none", help="none | int8")
     p.add_argument("--graph", default="step", help="step (runtime loops; default) | fused (one graph for all N steps)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped model)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder or a shipped one by name: cifar10 (default), cifar10-fewstep")
     p.add_argument("--out", default=None, help="bundle folder (default: dist/<model>-<target>-<quant>-s<N>/)")
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: lrf-generate's)")
     return p

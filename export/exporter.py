@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from lrf_model.errors import LRFError
 from lrf_model.noise import SEED_SALT
-from lrf_model.pipeline import LRFPipeline, default_checkpoint
+from lrf_model.pipeline import LRFPipeline, resolve_checkpoint
 from lrf_model.sampling import schedule
 
 from . import test_vectors
@@ -85,7 +85,7 @@ def model_name(checkpoint: Path) -> str:
 def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> list[BundleResult]:
     """Export one bundle per target; raises LRFError on bad input before writing anything."""
     targets = validate(opts)
-    ckpt = Path(opts.checkpoint) if opts.checkpoint else default_checkpoint()
+    ckpt = resolve_checkpoint(opts.checkpoint)
     pipe = LRFPipeline.from_checkpoint(ckpt)
     R = pipe.check_recursions(opts.recursions)
     cfg = pipe.sampling.cfg if opts.cfg is None else float(opts.cfg)

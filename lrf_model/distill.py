@@ -42,7 +42,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from .errors import LRFError, cli_errors
-from .pipeline import LRFPipeline, default_checkpoint, save_sampling_defaults
+from .pipeline import LRFPipeline, resolve_checkpoint, save_sampling_defaults
 from .plots import save_image_grid, save_loss_curve
 from .sampling import batch_noise, noised
 from .trainer import (append_log, epoch_batches, optimizer_step, read_log, refuse_changed_resume, run_steps,
@@ -207,8 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stop-at-step", type=int, default=None, help="stop cleanly at this step (resume continues the run)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/training_state.safetensors")
     args = p.parse_args(argv)
-    if args.teacher is None:
-        args.teacher = str(default_checkpoint())
+    args.teacher = str(resolve_checkpoint(args.teacher))
     for name in ("pairs", "pair_chunk", "teacher_steps", "batch_size"):
         if getattr(args, name) < 1:
             raise LRFError(f"--{name.replace('_', '-')} {getattr(args, name)} is invalid; use a positive integer")

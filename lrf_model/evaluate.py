@@ -240,7 +240,7 @@ def compare_markdown(c: dict) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lrf-eval", description="Measure generated images as a distribution "
                                 "(class consistency, FID on classifier features, diversity).")
-    p.add_argument("target", nargs="?", help="checkpoint folder or bundle folder")
+    p.add_argument("target", nargs="?", help="checkpoint folder (or a shipped one by name: cifar10, cifar10-fewstep) or bundle folder")
     p.add_argument("--reconstruct", metavar="CHECKPOINT", help="measure the autoencoder's reconstructions of test images")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two targets or eval folders, side by side")
     p.add_argument("--num-per-class", type=int, default=100)
@@ -307,19 +307,21 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(args: argparse.Namespace, out: Path) -> None:
+    from .pipeline import resolve_checkpoint
+
     if args.reconstruct:
-        r = evaluate_reconstruction(Path(args.reconstruct), args, out)
+        r = evaluate_reconstruction(resolve_checkpoint(args.reconstruct), args, out)
         print(f"reconstruction: PSNR {r['psnr_db']:.2f} dB, class consistency {r['class_consistency']:.4f}, "
               f"FID {r['fid']:.3f} (classifier features) -> {out}/eval.json")
         return
     if args.target:
-        target = Path(args.target)
+        target = resolve_checkpoint(args.target)
         r = evaluate_target(target, argparse.Namespace(**{**vars(args), "steps": steps_for(target, args.steps)}), out)
         print(f"class consistency {r['class_consistency']:.4f}, FID {r['fid']:.3f} (classifier features), "
               f"diversity ratio {r['diversity_ratio']:.3f} -> {out}/eval.json")
         return
     reports = []
-    for name, path in zip("AB", map(Path, args.compare)):
+    for name, path in zip("AB", map(resolve_checkpoint, args.compare)):
         if not path.exists():
             raise LRFError(f"--compare: {path} does not exist; pass checkpoints, bundles or eval folders")
         sub = argparse.Namespace(**{**vars(args), "steps": steps_for(path, args.steps)})

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="samples", help="output folder for PNGs")
     p.add_argument("--grid", action="store_true", help="also write grid.png (one row per class)")
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscale factor for the PNGs")
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped CIFAR-10 model)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder or a shipped one by name: cifar10 (default), cifar10-fewstep")
     p.add_argument("--threads", type=int, default=None)
     e = p.add_argument_group("editing (image-to-image, inpainting)")
     e.add_argument("--init-image", default=None, help="PNG/JPEG to edit (resized to the model's size if needed)")

@@ -40,6 +40,18 @@ def default_checkpoint() -> Path:
     return Path(__file__).resolve().parent / "weights" / "cifar10"
 
 
+def resolve_checkpoint(path: str | Path | None) -> Path:
+    """A checkpoint folder from what a user typed: a folder, the name of a shipped checkpoint
+    (``cifar10``, ``cifar10-fewstep``: folders of ``lrf_model/weights/``), or None for the default."""
+    if path is None:
+        return default_checkpoint()
+    root = Path(path)
+    shipped = default_checkpoint().parent / str(path)
+    if not root.exists() and len(root.parts) == 1 and (shipped / "denoiser").is_dir():
+        return shipped
+    return root
+
+
 @dataclass(frozen=True)
 class SamplingDefaults:
     """The steps and guidance a checkpoint is meant to be sampled with, when a user gives none.
@@ -82,8 +94,9 @@ class LRFPipeline(DiffusionPipeline):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None) -> "LRFPipeline":
-        """Load ``path`` (default: the shipped checkpoint) with one-line errors for bad input."""
-        root = Path(path) if path is not None else default_checkpoint()
+        """Load ``path`` (a folder or a shipped checkpoint's name; default: the shipped checkpoint)
+        with one-line errors for bad input."""
+        root = resolve_checkpoint(path)
         if not root.is_dir():
             raise LRFError(f"checkpoint folder {root} does not exist; pass --checkpoint DIR")
         denoiser = load_denoiser(root / "denoiser")

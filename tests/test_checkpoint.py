@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -59,3 +61,14 @@ def test_training_state_round_trip(tmp_path):
     (tmp_path / STATE_FILE).write_bytes(b"garbage")
     with pytest.raises(LRFError, match="cannot read the training state"):
         read_training_state(tmp_path)
+
+
+def test_shipped_checkpoints_resolve_by_name(tmp_path, monkeypatch):
+    """``--checkpoint cifar10`` names the shipped folder; a folder that exists wins over a name."""
+    from lrf_model.pipeline import default_checkpoint, resolve_checkpoint
+
+    assert resolve_checkpoint(None) == default_checkpoint() == resolve_checkpoint("cifar10")
+    assert resolve_checkpoint("no-such-model") == Path("no-such-model")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cifar10").mkdir()
+    assert resolve_checkpoint("cifar10") == Path("cifar10")

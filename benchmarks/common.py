@@ -110,22 +110,25 @@ def checkpoint_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def bundle(target: str, quantize: str, side: int = 32, fresh: bool = False) -> Path:
-    """The ``target`` bundle at ``quantize`` of the shipped model (side 32) or a scaled checkpoint."""
+def bundle(target: str, quantize: str, side: int = 32, fresh: bool = False, shipped: str = "cifar10",
+           steps: int = STEPS) -> Path:
+    """The ``target`` bundle at ``quantize`` and ``steps`` of a shipped model (``shipped``, side 32)
+    or of a scaled checkpoint."""
     from lrf_export.bundle import load_manifest
     from lrf_export.exporter import ExportOptions, export_bundles
     from lrf_model.errors import LRFError
-    from lrf_model.pipeline import default_checkpoint
+    from lrf_model.pipeline import resolve_checkpoint
 
     precision = "int8" if quantize == "int8" else "float"
-    out = BUNDLES / f"{target}-{precision}-{side}px-s{STEPS}"
-    checkpoint = default_checkpoint() if side == 32 else scaled_checkpoint(side)
+    name = "" if shipped == "cifar10" else f"{shipped}-"
+    out = BUNDLES / f"{name}{target}-{precision}-{side}px-s{steps}"
+    checkpoint = resolve_checkpoint(shipped) if side == 32 else scaled_checkpoint(side)
     source = BUNDLES / f"{out.name}.source"  # the digest of the weights it was exported from
     digest = checkpoint_digest(checkpoint)
     if out.exists() and not fresh:
         try:
             m = load_manifest(out)
-            if m["sampler"]["steps"] == STEPS and m["target"] == target and source.is_file() \
+            if m["sampler"]["steps"] == steps and m["target"] == target and source.is_file() \
                     and source.read_text() == digest:
                 return out
             print(f"re-exporting {out.relative_to(ROOT)}: made from other weights or settings", flush=True)
@@ -133,7 +136,7 @@ def bundle(target: str, quantize: str, side: int = 32, fresh: bool = False) -> P
             print(f"re-exporting {out.relative_to(ROOT)}: {e}", flush=True)
     print(f"exporting {out.relative_to(ROOT)} ...", flush=True)
     source.unlink(missing_ok=True)
-    (result,) = export_bundles(ExportOptions(target=target, steps=STEPS, quantize=quantize, checkpoint=str(checkpoint),
+    (result,) = export_bundles(ExportOptions(target=target, steps=steps, quantize=quantize, checkpoint=str(checkpoint),
                                              out=str(out)))
     if not result.ok:
         if side == 32:

@@ -9,7 +9,10 @@ For the shipped model's 4-step bundles, on 1 and 2 threads:
 Per-step latency is the median and p90 over ``--images`` x 4 steps after ``--warmup`` images;
 load is a fresh runtime opening the bundle (hash check included); the image time is 4 steps
 plus decode. Every time is also a ratio to eager PyTorch measured in this run on the same
-threads. The FLOPs of one guided step (both CFG halves) and of one decode are counted with
+threads. The few-step student (``lrf_model/weights/cifar10-fewstep``, sampled at cfg 1, whose step
+graph runs the conditional half only) is timed the same way from its 2-step bundles; a second
+table gives the whole image at 1, 2 and 4 steps (steps x the step's median + the decode's
+median) and the decode's share of it. The FLOPs of one guided step (both CFG halves) and of one decode are counted with
 ``torch.utils.flop_counter``; the machine's peak is a 2048x2048 fp32 matmul on the same threads,
 so "% of peak" says how much of the CPU each runtime actually uses.
 Writes benchmarks/results/latency.{json,md,png}.
@@ -34,7 +37,9 @@ import common  # noqa: E402
 from lrf_export.graphs import DecoderGraph, GuidedStepGraph  # noqa: E402
 from lrf_export.run import BundleRuntime  # noqa: E402
 from lrf_model.autoencoder import decoder_flops  # noqa: E402
-from lrf_model.pipeline import DEFAULT_CFG, LRFPipeline  # noqa: E402
+from lrf_model.pipeline import DEFAULT_CFG, LRFPipeline, resolve_checkpoint  # noqa: E402
+
+FEWSTEP = "cifar10-fewstep"  # lrf-distill's student of the shipped model
 from lrf_model.sampling import portable_noise, schedule  # noqa: E402
 
 
@@ -152,6 +157,34 @@ def markdown(data: dict) -> str:
               "`lrf-run`'s Python loop (MLAS); PyTorch = eager, the reference modules. Load for lrf-native includes "
               "the sha256 check of the bundle and XNNPACK's weight packing; for PyTorch it is loading the safetensors "
               "checkpoint.", ""]
+    fewstep = data.get("fewstep_rows", [])
+    if fewstep:
+        lines += ["## The few-step student: one conditional step (cfg 1)", "",
+                  "| threads | runtime | precision | load (ms) | step (ms) | x the guided step | decode (ms) | 2-step image (ms) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for row in fewstep:
+            guided = next(r for r in data["rows"] if (r["runtime"], r["precision"], r["threads"]) ==
+                          (row["runtime"], row["precision"], row["threads"]))
+            lines.append(f"| {row['threads']} | {row['runtime']} | {row['precision']} | {row['load_ms']:.1f} | "
+                         f"{row['step_ms']['median']:.2f} ({row['step_ms']['p90']:.2f}) | "
+                         f"{row['step_ms']['median'] / guided['step_ms']['median']:.2f} | {row['decode_ms']['median']:.2f} | "
+                         f"{row['image_ms']['median']:.2f} |")
+        lines += ["", "## The whole image by step count", "",
+                  "Steps x the step's median + the decode's median, from the rows above (ms); in brackets the decode's "
+                  "share. The teacher runs the guided step (both CFG halves), the student the conditional one.", "",
+                  "| threads | runtime | precision | teacher 4 steps | student 1 step | student 2 steps | student 4 steps |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in fewstep:
+            teacher = next(r for r in data["rows"] if (r["runtime"], r["precision"], r["threads"]) ==
+                           (row["runtime"], row["precision"], row["threads"]))
+
+            def image(r: dict, n: int) -> str:
+                total = n * r["step_ms"]["median"] + r["decode_ms"]["median"]
+                return f"{total:.2f} ({100 * r['decode_ms']['median'] / total:.0f}%)"
+
+            lines.append(f"| {row['threads']} | {row['runtime']} | {row['precision']} | {image(teacher, 4)} | "
+                         f"{image(row, 1)} | {image(row, 2)} | {image(row, 4)} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -192,9 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     common.build_native()
     bundles = {(t, q): common.bundle(t, q, fresh=args.fresh) for t in ("executorch", "onnx") for q in ("none", "int8")}
+    fewstep = {(t, q): common.bundle(t, q, fresh=args.fresh, shipped=FEWSTEP, steps=2)
+               for t in ("executorch", "onnx") for q in ("none", "int8")} if resolve_checkpoint(FEWSTEP).is_dir() else {}
     pipe = LRFPipeline.from_checkpoint()
     R = pipe.check_recursions(None)
-    rows, peaks = [], {}
+    rows, fewstep_rows, peaks = [], [], {}
     for threads in (int(t) for t in args.threads.split(",")):
         peaks[str(threads)] = peak_gflops(threads)
         rows.append({"runtime": "pytorch", "precision": "fp32", "threads": threads,
@@ -206,8 +241,15 @@ def main(argv: list[str] | None = None) -> int:
             r = rows[-1]
             print(f"{threads} threads {target} {r['precision']}: step {r['step_ms']['median']:.2f} ms, "
                   f"image {r['image_ms']['median']:.2f} ms", flush=True)
+        for (target, quantize), path in fewstep.items():
+            run = native if target == "executorch" else onnx_runtime
+            fewstep_rows.append({"runtime": target, "precision": "int8" if quantize == "int8" else "fp32", "threads": threads,
+                                 **run(path, threads, args.images, args.warmup)})
+            r = fewstep_rows[-1]
+            print(f"{threads} threads {target} {r['precision']} few-step: step {r['step_ms']['median']:.2f} ms, "
+                  f"2-step image {r['image_ms']['median']:.2f} ms", flush=True)
     data = {"machine": common.machine(), "images": args.images, "warmup": args.warmup, "steps": common.STEPS,
-            "flops": counted_flops(pipe, R), "peak_gflops": peaks, "rows": rows}
+            "flops": counted_flops(pipe, R), "peak_gflops": peaks, "rows": rows, "fewstep_rows": fewstep_rows}
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     plot(data, common.RESULTS / "latency.png")
     common.write_results("latency", data, markdown(data))

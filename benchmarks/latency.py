@@ -78,19 +78,23 @@ def eager(pipe: LRFPipeline, R: int, threads: int, images: int, warmup: int) -> 
     load_ms = 1000 * (time.perf_counter() - t0)
     step, decoder = GuidedStepGraph(pipe.denoiser, R).eval(), DecoderGraph(pipe.autoencoder).eval()
     ts = schedule(common.STEPS)
+    side = pipe.image_side
+    # The decoder graph pastes an input image outside a mask: with a mask of ones, none.
+    blank, full = torch.zeros(1, side, side, 3, dtype=torch.uint8), torch.ones(1, 1, side, side)
     steps, decodes, totals = [], [], []
     with torch.no_grad():
         for img in range(warmup + images):
-            z = portable_noise(img, pipe.latent_shape)[None]
+            z = eps = portable_noise(img, pipe.latent_shape)[None]
+            known, everywhere = torch.zeros_like(z), torch.ones_like(z[:, :1])  # plain generation: the blend is the identity
             per = []
             t_img = time.perf_counter()
             for i in range(common.STEPS):
                 t0 = time.perf_counter()
                 z = step(z, torch.tensor([ts[i]]), torch.tensor([ts[i] - ts[i + 1]]), torch.tensor([img % 10]),
-                         torch.tensor([DEFAULT_CFG]))
+                         torch.tensor([DEFAULT_CFG]), known, eps, everywhere)
                 per.append(1000 * (time.perf_counter() - t0))
             t0 = time.perf_counter()
-            decoder(z)
+            decoder(z, blank, full)
             dec = 1000 * (time.perf_counter() - t0)
             if img >= warmup:
                 steps += per

@@ -61,11 +61,15 @@ class Family:
     def max_recursions(self, model: ConfigMixin) -> int:
         return int(model.config.max_recursions) if self.recursive else 1
 
+    def int8_candidates(self, model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+        """``{name: module}`` of the denoiser's modules of a type INT8 may quantize, outside the
+        kept-float types, before the per-layer exclusions (what benchmarks/int8_sensitivity.py ranks)."""
+        kept = {id(sub) for m in model.modules() if isinstance(m, self.int8_float_within) for sub in m.modules()}
+        return {name: m for name, m in model.named_modules() if isinstance(m, self.int8_module_types) and id(m) not in kept}
+
     def int8_modules(self, model: torch.nn.Module) -> dict[str, torch.nn.Module]:
         """``{name: module}`` of the denoiser's modules that INT8 quantizes."""
-        kept = {id(sub) for m in model.modules() if isinstance(m, self.int8_float_within) for sub in m.modules()}
-        return {name: m for name, m in model.named_modules()
-                if isinstance(m, self.int8_module_types) and name not in self.int8_excluded and id(m) not in kept}
+        return {name: m for name, m in self.int8_candidates(model).items() if name not in self.int8_excluded}
 
     def describe(self) -> dict:
         """What a bundle's manifest records about the family."""

@@ -93,14 +93,23 @@ UNET2D = Family(
     description="diffusers UNet2DModel with class embeddings (DDPM's CIFAR-10 architecture, small)",
     # Convs and linears of the ResNet blocks and the time embedding. The latent-wide first and last
     # convs stay float, as LRF's input embedding and output projection do, and so do the attention
-    # projections (9% of the shipped model's weights), whose error guidance amplifies. Measured on
-    # the shipped model's 4-step int8 trajectory against the reference: at cfg 3 3.8e-2 with them
-    # float (4.4e-2 quantized, an earlier checkpoint); at cfg 4 4.8-6.6e-2 float and 7.8e-2
-    # quantized, over the 5e-2 gate either way (keeping the time embedding float too: 5.7e-2).
+    # projections (9% of the shipped model's weights), whose error guidance amplifies. The other
+    # float layers are the most sensitive by benchmarks/int8_sensitivity.py (each quantized alone,
+    # 4-step trajectories at cfg 3 against float, per weight): the skip paths' 1x1 shortcuts, which
+    # read the concatenation of two differently scaled feature maps (Q-Diffusion's finding), the
+    # full-resolution level's last convs and time projection, and the first downsampler. On 20
+    # trajectories of the shipped model the worst step error went from 5.3e-2 (median 4.2e-2; the
+    # gate's one trajectory 3.9e-2 on an AVX-512 CPU, 5.6e-2 on CI's machine) to 2.8e-2 (median 2.2e-2),
+    # for 7% of the weights kept float (int8 share 0.90 -> 0.83; the tiny test config keeps 0.77).
     int8_module_types=(torch.nn.Linear, torch.nn.Conv2d),
-    int8_excluded=("unet.conv_in", "unet.conv_out"),
+    int8_excluded=("unet.conv_in", "unet.conv_out",
+                   "unet.down_blocks.0.downsamplers.0.conv", "unet.down_blocks.0.resnets.0.conv2",
+                   "unet.down_blocks.1.resnets.0.conv_shortcut",
+                   "unet.up_blocks.1.resnets.0.conv_shortcut", "unet.up_blocks.1.resnets.1.conv_shortcut",
+                   "unet.up_blocks.1.resnets.0.conv2", "unet.up_blocks.1.resnets.1.conv2",
+                   "unet.up_blocks.1.resnets.1.time_emb_proj"),
     int8_float_within=(Attention,),
-    int8_min_share=0.85,
+    int8_min_share=0.75,
     add_arguments=_add_arguments,
     config_from_args=_config_from_args,
     tiny_config=dict(block_out_channels=(32, 32), attention_levels=(False, True), norm_num_groups=8, attention_head_dim=8),

@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, help="coreml | executorch | onnx | all")
     p.add_argument("--steps", type=int, required=True, help="sampling steps N baked into the bundle's schedule")
     p.add_argument("--recursions", type=int, default=None, help="recursion passes R (default: the checkpoint's)")
-    p.add_argument("--quantize", default="none", help="none | int8")
+    p.add_argument("--quantize", default="none", help="none | int8 | fp16 (ExecuTorch: float16 weights and arithmetic; "
+                   "phones with ARMv8.2 fp16 run it natively)")
     p.add_argument("--graph", default="step", help="step (runtime loops; default) | fused (one graph for all N steps)")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder or a shipped one by name: cifar10 (default), cifar10-fewstep")
     p.add_argument("--out", default=None, help="bundle folder (default: dist/<model>-<target>-<quant>-s<N>/)")

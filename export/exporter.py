@@ -31,7 +31,7 @@ from .passes.unroll import CheckNoControlFlow, CheckWeightsStoredOnce, fused_spe
 from .targets import Target, get_target, precision_for
 
 GRAPHS = ("step", "fused")
-QUANTIZE = ("none", "int8")
+QUANTIZE = ("none", "int8", "fp16")
 # Step counts a step-graph bundle offers besides its default: the step graph takes t and dt as
 # inputs, so any schedule runs; the manifest lists them so that no runtime computes a schedule.
 OFFERED_STEPS = (1, 2, 4, 8, 16)
@@ -65,12 +65,12 @@ class BundleResult:
 
 def validate(opts: ExportOptions) -> list[str]:
     targets = ["coreml", "executorch", "onnx"] if opts.target == "all" else [opts.target]
-    for t in targets:
-        get_target(t)
-    if not isinstance(opts.steps, int) or opts.steps < 1:
-        raise LRFError(f"--steps {opts.steps} is invalid; use at least 1")
     if opts.quantize not in QUANTIZE:
         raise LRFError(f"--quantize {opts.quantize} is unknown; use one of {', '.join(QUANTIZE)}")
+    for t in targets:
+        precision_for(get_target(t), opts.quantize)
+    if not isinstance(opts.steps, int) or opts.steps < 1:
+        raise LRFError(f"--steps {opts.steps} is invalid; use at least 1")
     if opts.graph not in GRAPHS:
         raise LRFError(f"--graph {opts.graph} is unknown; use one of {', '.join(GRAPHS)}")
     if opts.cfg is not None and not math.isfinite(opts.cfg):
@@ -104,7 +104,7 @@ def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> lis
     for name in targets:
         target = get_target(name)
         precision = precision_for(target, opts.quantize)
-        quant = "int8" if opts.quantize == "int8" else "float"
+        quant = opts.quantize if opts.quantize != "none" else "float"
         default_out = Path("dist") / f"{model_name(ckpt)}-{name}-{quant}-s{opts.steps}"
         out = Path(opts.out) / default_out.name if (opts.out and len(targets) > 1) else Path(opts.out or default_out)
         results.append(_export_one(target, precision, traces, ref, calib, pipe, ts, cfg, R, opts, ckpt, out, progress))
@@ -112,16 +112,20 @@ def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> lis
 
 
 class Traces:
-    """Each graph traced once, on first use; every target's passes start from a copy of that
-    program (ExecuTorch's lowering edits the program it is given in place)."""
+    """Each graph traced once per compute dtype (float32, or float16: :meth:`GraphSpec.in_half`),
+    on first use; every target's passes start from a copy of that program (ExecuTorch's lowering
+    edits the program it is given in place)."""
 
     def __init__(self, specs: dict[str, GraphSpec]):
         self.specs, self._programs = specs, {}
 
-    def get(self, kind: str):
-        if kind not in self._programs:
-            self._programs[kind] = trace(self.specs[kind])
-        return copy.deepcopy(self._programs[kind])
+    def spec(self, kind: str, half: bool) -> GraphSpec:
+        return self.specs[kind].in_half() if half else self.specs[kind]
+
+    def get(self, kind: str, half: bool):
+        if (kind, half) not in self._programs:
+            self._programs[kind, half] = trace(self.spec(kind, half))
+        return copy.deepcopy(self._programs[kind, half])
 
 
 def guards(spec: GraphSpec) -> list[Pass]:
@@ -137,8 +141,9 @@ def _export_one(target: Target, precision: str, traces: Traces, ref, calib, pipe
         artifacts = {}
         for kind in traces.specs:
             task = progress.add_task(f"{target.name}:{kind} lower ({precision})", total=None) if progress else None
-            spec_t = traces.specs[kind].with_pixel_dtype(target.pixel_dtype)
-            program = traces.get(kind)
+            half = precision in target.half_traced
+            spec_t = traces.spec(kind, half).with_pixel_dtype(target.pixel_dtype)
+            program = traces.get(kind, half)
             program = run_passes(program, target.passes(spec_t, precision, calib.get(kind)) + guards(spec_t))
             file = f"{kind}{target.suffix}"
             lowered = target.lower(program, spec_t, tmp / file, precision)

@@ -27,6 +27,8 @@ tracing unrolls it.
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +82,29 @@ class GraphSpec:
         return GraphSpec(self.kind, self.module, retype(self.inputs), retype(self.outputs), self.int8_modules,
                          self.int8_whole_modules)
 
+    def in_half(self) -> "GraphSpec":
+        """Same graph computing in float16 (weights and arithmetic) between the same inputs and outputs."""
+        return GraphSpec(self.kind, HalfPrecision(self.module), self.inputs, self.outputs)
+
+
+class HalfPrecision(torch.nn.Module):
+    """A graph run in float16 between float32 inputs and outputs.
+
+    A traced program fixes every dtype (constants, casts, the modules' own ``self.dtype``
+    choices such as diffusers' float32 timestep embedding), so float16 is a trace of the module
+    converted by ``.half()``, not a pass over the float32 program. The boundary stays float32
+    (integers and bytes untouched): the manifest, the test vectors and every runtime's feeds are
+    those of the fp32 bundle, and the casts cost a few latent-sized copies per call."""
+
+    def __init__(self, graph: torch.nn.Module):
+        super().__init__()
+        self.inner = copy.deepcopy(graph).half()  # not "graph": a GraphModule has its own
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out = self.inner(*[x.half() if x.dtype == torch.float32 else x for x in inputs])
+        outs = [o.float() if o.dtype == torch.float16 else o for o in (out if isinstance(out, tuple) else (out,))]
+        return tuple(outs) if isinstance(out, tuple) else outs[0]
+
 
 # The autoencoder's path inside the decoder and encoder graphs: INT8 quantizes its subtree only.
 AUTOENCODER_INT8 = frozenset({"autoencoder"})
@@ -120,7 +145,7 @@ class DecoderGraph(torch.nn.Module):
 
     def forward(self, latent: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         decoded = self.autoencoder.decode(from_model_space(self.autoencoder, latent)).sample.clamp(-1, 1)
-        return to_pixels(paste_unmasked(decoded, from_pixels(image), mask))  # (1, H, W, 3)
+        return to_pixels(paste_unmasked(decoded, from_pixels(image, decoded.dtype), mask))  # (1, H, W, 3)
 
 
 class EncoderGraph(torch.nn.Module):

@@ -180,4 +180,4 @@ def from_model_space(ae: AutoencoderTiny, z: torch.Tensor) -> torch.Tensor:
 def encode_pixels(ae: AutoencoderTiny, pixels: torch.Tensor) -> torch.Tensor:
     """8-bit RGB (B, H, W, 3) -> model-space latents (B, C, H/f, W/f): what editing starts from,
     the same function in the pipeline and in every bundle's ``encoder`` graph."""
-    return to_model_space(ae, ae.encode(from_pixels(pixels)).latents)
+    return to_model_space(ae, ae.encode(from_pixels(pixels, ae.dtype)).latents)

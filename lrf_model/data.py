@@ -134,10 +134,11 @@ def load_cifar10(source: str | Path | None = None, split: str = "train") -> tupl
     return _load_tree(path, split)
 
 
-def from_pixels(pixels: torch.Tensor) -> torch.Tensor:
-    """8-bit RGB (N,H,W,3), any integer dtype -> float (N,3,H,W) in [-1, 1]: the autoencoder's
-    input convention, and the start of every encoder graph (so no runtime converts pixels)."""
-    return pixels.float().permute(0, 3, 1, 2).div(127.5).sub(1.0)
+def from_pixels(pixels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """8-bit RGB (N,H,W,3), any integer dtype -> float (N,3,H,W) in [-1, 1] of ``dtype`` (the
+    autoencoder's, float16 in an fp16 bundle): the autoencoder's input convention, and the start
+    of every encoder graph (so no runtime converts pixels)."""
+    return pixels.to(dtype).permute(0, 3, 1, 2).div(127.5).sub(1.0)
 
 
 def to_pixels(x: torch.Tensor, dtype: torch.dtype = torch.uint8) -> torch.Tensor:

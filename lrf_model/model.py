@@ -157,8 +157,10 @@ class LRFDenoiser(ModelMixin, ConfigMixin):
 
     def condition(self, t: torch.Tensor, class_labels: torch.Tensor) -> torch.Tensor:
         """Time + class conditioning vector, (B, D)."""
-        args = t.reshape(-1, 1).float() * self.freqs  # (B, F/2)
-        temb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, F)
+        # The sinusoids in float32 whatever the model's dtype (as diffusers' timestep embedding):
+        # in float16 the arguments (up to ~1000) would keep one bit of fraction.
+        args = t.reshape(-1, 1).float() * self.freqs.float()  # (B, F/2)
+        temb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(self.time_mlp1.weight.dtype)  # (B, F)
         temb = self.time_mlp2(F.silu(self.time_mlp1(temb)))  # (B, D)
         onehot = (class_labels.reshape(-1, 1) == self.class_ids).to(temb.dtype)  # (B, K+1)
         return temb + torch.matmul(onehot, self.class_table)  # (B, D)

@@ -155,6 +155,7 @@ def test_tampered_and_truncated_bundles_are_rejected(ckpt, tmp_path):
     (["--target", "tflite", "--steps", "4"], "unknown target 'tflite'"),
     (["--target", "onnx", "--steps", "0"], "--steps 0"),
     (["--target", "onnx", "--steps", "2", "--quantize", "int4"], "--quantize int4"),
+    (["--target", "onnx", "--steps", "2", "--quantize", "fp16"], "--quantize fp16 is not offered by onnx"),
 ])
 def test_bad_arguments_give_one_line_errors(ckpt, tmp_path, capsys, args, message):
     out = tmp_path / "never"

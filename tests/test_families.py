@@ -117,6 +117,19 @@ def test_lrf_native_runs_every_family(lrf_native, family_checkpoint, family_bund
     assert np.abs(a - b).max() <= 1 and len(np.unique(a)) > 10, name  # same image, not a constant one
 
 
+def test_every_family_exports_fp16_to_executorch(lrf_native, family_checkpoint, family_bundle):  # noqa: F811
+    """fp16 (weights and arithmetic, fp32 at the bundle's boundary) passes its gate, runs in
+    lrf-native, and stays nearly as whole in XNNPACK as fp32: at most the casts after the float32
+    timestep sinusoids cut it (the edge decomposition's float32 SiLU once made 39 partitions)."""
+    name, _ = family_checkpoint
+    fp16, fp32 = family_bundle(name, "executorch", "fp16"), family_bundle(name, "executorch")
+    assert fp16.ok and fp16.precision == "fp16", fp16.parity
+    parts = {r.precision: [a["xnnpack_partitions"] for a in r.artifacts] for r in (fp16, fp32)}
+    assert all(h <= f + 2 for h, f in zip(parts["fp16"], parts["fp32"])), parts
+    result = native(lrf_native, fp16.path, "--selftest", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["precision"] == "fp16", result.stdout + result.stderr
+
+
 @pytest.mark.slow
 def test_web_runtime_runs_every_family(family_checkpoint, family_bundle, tmp_path):
     """The browser page (Chromium) loads each family's ONNX bundle, generates and passes its self-test."""

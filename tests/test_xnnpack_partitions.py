@@ -85,3 +85,17 @@ def test_masked_attention_and_odd_upsampling_are_left_alone():
 
     program = torch.export.export(Odd(), (torch.randn(1, 2, 4, 4), torch.ones(4, 4, dtype=torch.bool)))
     assert ForXnnpack()(program) is program
+
+
+def test_float16_silu_stays_float16_in_one_partition():
+    """The edge decomposition computes a float16 SiLU in float32, between two casts that XNNPACK
+    leaves to portable kernels (the fp16 UNet step fell into 39 partitions); ForXnnpack writes it
+    as ``x * sigmoid(x)`` in its own dtype."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.SiLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
+                              torch.nn.SiLU(), torch.nn.Conv2d(8, 8, 3, padding=1)).half().eval()
+    x = torch.randn(1, 8, 8, 8, dtype=torch.float16)
+    program = torch.export.export(net, (x,))
+    assert _lower(program)[1]["xnnpack_partitions"] > 1  # upstream behaviour: if this changes, the rewrite may go
+    rewritten = ForXnnpack()(program)
+    assert _lower(rewritten)[1]["xnnpack_partitions"] == 1
+    torch.testing.assert_close(rewritten.module()(x), net(x), atol=2e-3, rtol=2e-3)

@@ -19,5 +19,11 @@ def get_target(name: str) -> Target:
 
 
 def precision_for(target: Target, quantize: str) -> str:
-    """int8 when asked; otherwise the target's float precision (CoreML computes in fp16)."""
-    return "int8" if quantize == "int8" else target.precisions[0]
+    """int8 or fp16 when asked (if the target has it); otherwise the target's float precision
+    (CoreML computes in fp16)."""
+    if quantize == "none":
+        return target.precisions[0]
+    if quantize not in target.precisions:
+        have = [t.name for t in TARGETS.values() if quantize in t.precisions]
+        raise LRFError(f"--quantize {quantize} is not offered by {target.name}; use it with --target {' or '.join(have)}")
+    return quantize

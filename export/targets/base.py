@@ -37,6 +37,9 @@ class Target(Protocol):
     suffix: str
     pixel_dtype: str  # dtype of 8-bit pixel tensors on this target: uint8, or int32 where there is no uint8
     precisions: tuple[str, ...]
+    # Precisions whose graphs are traced in float16 (:class:`lrf_export.graphs.HalfPrecision`), where
+    # the backend computes in the program's own dtypes (XNNPACK); CoreML converts fp32 programs itself.
+    half_traced: tuple[str, ...]
 
     def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list[Pass]:
         """The program-to-program transformations this target applies before lowering."""

@@ -55,6 +55,7 @@ class CoreMLTarget:
     suffix = ".mlpackage"
     pixel_dtype = "int32"  # multiarrays have no uint8
     precisions = ("fp16", "int8")
+    half_traced = ()
 
     def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list:
         from ..passes.decompose import Decompose

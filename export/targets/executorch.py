@@ -72,7 +72,8 @@ class ExecuTorchTarget:
     name = "executorch"
     suffix = ".pte"
     pixel_dtype = "uint8"
-    precisions = ("fp32", "int8")
+    precisions = ("fp32", "int8", "fp16")
+    half_traced = ("fp16",)
 
     def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list:
         from ..passes.quantize import QuantizePT2E

@@ -47,6 +47,7 @@ class OnnxTarget:
     suffix = ".onnx"
     pixel_dtype = "uint8"
     precisions = ("fp32", "int8")
+    half_traced = ()
 
     def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list:
         return []  # INT8 works on the ONNX file (onnxruntime.quantization), after conversion

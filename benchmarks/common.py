@@ -110,6 +110,11 @@ def checkpoint_digest(root: Path) -> str:
     return h.hexdigest()
 
 
+def precision_label(quantize: str) -> str:
+    """The precision of a bundle exported with ``--quantize quantize`` on ExecuTorch/ONNX."""
+    return "fp32" if quantize == "none" else quantize
+
+
 def bundle(target: str, quantize: str, side: int = 32, fresh: bool = False, shipped: str = "cifar10",
            steps: int = STEPS) -> Path:
     """The ``target`` bundle at ``quantize`` and ``steps`` of a shipped model (``shipped``, side 32)
@@ -119,7 +124,7 @@ def bundle(target: str, quantize: str, side: int = 32, fresh: bool = False, ship
     from lrf_model.errors import LRFError
     from lrf_model.pipeline import resolve_checkpoint
 
-    precision = "int8" if quantize == "int8" else "float"
+    precision = "float" if quantize == "none" else quantize
     name = "" if shipped == "cifar10" else f"{shipped}-"
     out = BUNDLES / f"{name}{target}-{precision}-{side}px-s{steps}"
     checkpoint = resolve_checkpoint(shipped) if side == 32 else scaled_checkpoint(side)

@@ -3,7 +3,9 @@
     python benchmarks/latency.py [--images 50] [--warmup 5] [--threads 1,2] [--fresh]
 
 For the shipped model's 4-step bundles, on 1 and 2 threads:
-- ExecuTorch fp32/int8 through ``lrf-native --json --repeat`` (the C++ runtime the apps use);
+- ExecuTorch fp32/int8/fp16 through ``lrf-native --json --repeat`` (the C++ runtime the apps use;
+  on x86 without AVX512-FP16, XNNPACK's fp16 converts to float32 around each op: the fp16 row
+  measures that overhead, not a phone's fp16 speed);
 - ONNX Runtime fp32/int8 through lrf-run's loop (``BundleRuntime``, Python);
 - eager PyTorch, the reference: the same guided step module the exporters lower, and the decoder.
 Per-step latency is the median and p90 over ``--images`` x 4 steps after ``--warmup`` images;
@@ -228,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="re-export the bundles")
     args = p.parse_args(argv)
     common.build_native()
-    bundles = {(t, q): common.bundle(t, q, fresh=args.fresh) for t in ("executorch", "onnx") for q in ("none", "int8")}
+    bundles = {(t, q): common.bundle(t, q, fresh=args.fresh) for t, q in
+               (("executorch", "none"), ("executorch", "int8"), ("executorch", "fp16"), ("onnx", "none"), ("onnx", "int8"))}
     fewstep = {(t, q): common.bundle(t, q, fresh=args.fresh, shipped=FEWSTEP, steps=2)
                for t in ("executorch", "onnx") for q in ("none", "int8")} if resolve_checkpoint(FEWSTEP).is_dir() else {}
     pipe = LRFPipeline.from_checkpoint()
@@ -240,14 +243,14 @@ def main(argv: list[str] | None = None) -> int:
                      **eager(pipe, R, threads, args.images, args.warmup)})
         for (target, quantize), path in bundles.items():
             run = native if target == "executorch" else onnx_runtime
-            rows.append({"runtime": target, "precision": "int8" if quantize == "int8" else "fp32", "threads": threads,
+            rows.append({"runtime": target, "precision": common.precision_label(quantize), "threads": threads,
                          **run(path, threads, args.images, args.warmup)})
             r = rows[-1]
             print(f"{threads} threads {target} {r['precision']}: step {r['step_ms']['median']:.2f} ms, "
                   f"image {r['image_ms']['median']:.2f} ms", flush=True)
         for (target, quantize), path in fewstep.items():
             run = native if target == "executorch" else onnx_runtime
-            fewstep_rows.append({"runtime": target, "precision": "int8" if quantize == "int8" else "fp32", "threads": threads,
+            fewstep_rows.append({"runtime": target, "precision": common.precision_label(quantize), "threads": threads,
                                  **run(path, threads, args.images, args.warmup)})
             r = fewstep_rows[-1]
             print(f"{threads} threads {target} {r['precision']} few-step: step {r['step_ms']['median']:.2f} ms, "

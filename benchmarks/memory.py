@@ -38,7 +38,8 @@ GIB = 2**30
 PHONE_BUDGETS = {"3 GB phone": int(1.5 * GIB), "4 GB phone": 2 * GIB}
 AS_CAP = min(PHONE_BUDGETS.values())
 NATIVE_TARGETS = {32: 50 * 2**20, 256: 600 * 2**20, 512: 600 * 2**20}
-RUNTIMES = (("executorch", "none"), ("executorch", "int8"), ("onnx", "none"), ("onnx", "int8"), ("pytorch", "none"))
+RUNTIMES = (("executorch", "none"), ("executorch", "int8"), ("executorch", "fp16"), ("onnx", "none"), ("onnx", "int8"),
+            ("pytorch", "none"))
 
 
 # --- the workers: one fresh process per configuration ---------------------------------------------
@@ -106,7 +107,7 @@ def measure(runtime: str, quantize: str, side: int, fresh: bool) -> dict:
         cmd = [sys.executable, __file__, "--worker", runtime, str(path)]
         proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=cap_address_space if checked else None)
         stages = json.loads(proc.stdout.splitlines()[-1]) if proc.returncode == 0 else None
-    result = {"runtime": runtime, "precision": "int8" if quantize == "int8" else "fp32", "side": side,
+    result = {"runtime": runtime, "precision": common.precision_label(quantize), "side": side,
               "weights_bytes": weights, "stages": stages, "checked": checked,
               "address_space_cap_bytes": AS_CAP if checked else None, "exit_code": proc.returncode}
     if stages is None:
@@ -154,7 +155,8 @@ def markdown(results: list[dict], machine: dict) -> str:
         else:
             verdict = "pass" if r["passed"] else "OVER BUDGET"
         headroom = " / ".join(mib(h) for h in r.get("headroom_bytes", {}).values()) or "-"
-        lines.append(f"| {r['side']}px | {names[r['runtime']]} | {r['precision']} | {mib(r['weights_bytes'])} | "
+        earlier = " (earlier run)" if r.get("earlier_run") else ""
+        lines.append(f"| {r['side']}px{earlier} | {names[r['runtime']]} | {r['precision']} | {mib(r['weights_bytes'])} | "
                      f"{peak('after_import')} | {peak('after_load')} | {peak('after_denoise')} | {peak('after_decode')} | "
                      f"{mib(r.get('peak_vm_bytes'))} | {headroom} | {verdict} |")
     lines += ["", "The stages are cumulative peaks: `decode` is the process's peak RSS for the whole image. "
@@ -197,7 +199,8 @@ def plot(results: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--scales", default="32,256,512", help="image sides to measure (32 = the shipped model)")
+    p.add_argument("--scales", default="32,256,512",
+                   help="image sides to measure (32 = the shipped model); the other sides' rows are kept from the last run")
     p.add_argument("--fresh", action="store_true", help="re-export the bundles")
     p.add_argument("--worker", nargs=2, metavar=("RUNTIME", "PATH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -214,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{side}px {runtime} {r['precision']}: peak RSS {mib(r.get('peak_rss_bytes'))} MiB "
                   f"{'' if r['passed'] else '(FAILED: ' + r.get('error', 'over budget') + ')'}", flush=True)
             results.append(r)
+    previous = common.RESULTS / "memory.json"
+    if previous.is_file():  # sides not measured now keep their last measurement
+        results = [{**r, "earlier_run": True} for r in json.loads(previous.read_text())["results"]
+                   if r["side"] not in sides] + results
+        results.sort(key=lambda r: r["side"])
     machine = common.machine()
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     plot(results, common.RESULTS / "memory.png")

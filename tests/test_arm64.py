@@ -15,6 +15,7 @@ aarch64 wheel; the ARM image of a seed must match the x86 one within the bundle'
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -76,3 +77,21 @@ def test_arm64_selftest_and_image_match_x86(arm_native, lrf_native, tiny_bundle,
     psnr = metric("psnr", *(np.asarray(Image.open(p)) for p in (arm_png, x86_png)))
     limit = json.loads((bundle / "manifest.json").read_text())["tolerance"]["image_psnr_db"]
     assert psnr >= limit, f"{cpu} {quantize}: ARM image at {psnr:.1f} dB of the x86 one, limit {limit} dB"
+
+
+def test_android_jni_links_for_arm64(arm_native):
+    """The Android app's JNI glue, cross-built for aarch64 against ExecuTorch's aarch64 wheel with
+    ``-Wl,--no-undefined``: every symbol it uses exists in an ARM build, and it exports exactly the
+    natives the Kotlin app declares (the x86 build of the same file runs in test_android_jni.py)."""
+    from tests.test_android_jni import kotlin_natives
+
+    if shutil.which("javac") is None:
+        pytest.skip("no JDK on the build host for jni.h: install openjdk-17-jdk-headless (see .ci/run)")
+    result = subprocess.run([str(NATIVE / "cross" / "build-aarch64.sh"), "jni"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lib = Path(result.stdout.strip().splitlines()[-1])
+    header = lib.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183, "not an aarch64 ELF"  # EM_AARCH64
+    nm = subprocess.run(["aarch64-linux-gnu-nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True)
+    assert nm.returncode == 0, nm.stderr
+    assert set(re.findall(r"\bJava_org_lrf_android_LrfNative_(\w+)\b", nm.stdout)) == set(kotlin_natives())

@@ -2,6 +2,9 @@
 # Cross-build lrf-native for 64-bit ARM Linux (the ISA of phone CPUs) against ExecuTorch's
 # manylinux aarch64 wheel, into runtimes/native/build-aarch64/ (git-ignored):
 #   runtimes/native/cross/build-aarch64.sh        -> runtimes/native/build-aarch64/lrf-native
+#   runtimes/native/cross/build-aarch64.sh jni    -> runtimes/native/build-aarch64/liblrf_jni.so
+#     (the Android app's JNI glue, runtimes/android/jni-check, linked against the same wheel:
+#      proof that every symbol it uses exists in an ARM build; the JDK's headers come from the host)
 # Needs (Debian): g++-aarch64-linux-gnu, and for libcrypto and the emulated run
 #   dpkg --add-architecture arm64 && apt-get update && apt-get install libssl-dev:arm64 libstdc++6:arm64
 # Run it under emulation with the multiarch arm64 libc (not the cross toolchain's copy: mixing the two
@@ -29,8 +32,14 @@ with zipfile.ZipFile(wheel) as z:
 PY
     rm -rf "$root" && mv "$root.tmp" "$root"
 fi
-cmake -S "$native" -B "$build/cmake" -DCMAKE_BUILD_TYPE=Release \
+product="${1:-lrf-native}"
+case "$product" in
+    lrf-native) source_dir="$native"; out="$build/cmake"; file=lrf-native ;;
+    jni) source_dir="$native/../android/jni-check"; out="$build/jni"; file=liblrf_jni.so ;;
+    *) echo "error: unknown product '$product'; use lrf-native or jni" >&2; exit 2 ;;
+esac
+cmake -S "$source_dir" -B "$out" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_TOOLCHAIN_FILE="$native/cmake/aarch64-linux-gnu.cmake" -DEXECUTORCH_ROOT="$root/executorch" >/dev/null
-cmake --build "$build/cmake" -j"$(nproc)" >/dev/null
-cp "$build/cmake/lrf-native" "$build/lrf-native"
-echo "$build/lrf-native"
+cmake --build "$out" -j"$(nproc)" >/dev/null
+cp "$out/$file" "$build/$file"
+echo "$build/$file"

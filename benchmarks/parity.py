@@ -2,7 +2,7 @@
 
     python benchmarks/parity.py [--fresh]
 
-For the shipped model's 4-step bundles (ExecuTorch fp32/int8, ONNX fp32/int8, Core ML fp16/int8)
+For the shipped model's 4-step bundles (ExecuTorch fp32/int8/fp16, ONNX fp32/int8, Core ML fp16/int8)
 the gate of lrf_export.parity is re-run on this host (Python runtimes), and each ExecuTorch
 bundle's checks are also run by the C++ runtime (``lrf-native --selftest``), whose plan
 starts from its own noise. The per-step curve is the Python runtime's, step by step against the
@@ -27,7 +27,7 @@ from lrf_export.checks import metric  # noqa: E402
 from lrf_export.run import BundleRuntime  # noqa: E402
 from lrf_export.parity import check_bundle  # noqa: E402
 
-BUNDLES = [(t, q) for t in ("executorch", "onnx", "coreml") for q in ("none", "int8")]
+BUNDLES = [(t, q) for t in ("executorch", "onnx", "coreml") for q in ("none", "int8")] + [("executorch", "fp16")]
 
 
 def native_selftest(path: Path) -> dict:

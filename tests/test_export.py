@@ -187,7 +187,7 @@ def test_shipped_model_int8_exports_to_every_target(tmp_path):
     """The shipped weights' INT8 bundles pass every target's gate: the one precision whose error
     depends on what the weights learned (fp32 gates pass with a margin of 1000x on every family in
     tests/test_families.py; the shipped model's fp32 ONNX bundle runs in tests/test_web.py, and
-    benchmarks/parity.py checks all six shipped bundles). One variant keeps CI under its 30 minutes."""
+    benchmarks/parity.py checks all seven shipped bundles). One variant keeps CI under its 30 minutes."""
     results = export_bundles(ExportOptions(target="all", steps=4, quantize="int8", out=str(tmp_path)))
     assert {r.target for r in results} == {"coreml", "executorch", "onnx"}
     for r in results:

@@ -39,11 +39,8 @@ def trajectory_errors(step: torch.nn.Module, refs: list[tuple[int, list[torch.Te
     errors = []
     for k, ref in refs:
         z, worst = ref[0], 0.0
-        zeros, ones = torch.zeros_like(z), torch.ones_like(z[:, :1])
-        guidance = (torch.tensor([cfg]),) if is_guided(cfg) else ()
         for i in range(len(ts) - 1):
-            z = step(z, torch.tensor([ts[i]]), torch.tensor([ts[i] - ts[i + 1]]), torch.tensor([k], dtype=torch.int32),
-                     *guidance, zeros, ref[0], ones)
+            z = step(*test_vectors.step_inputs(z, ts, i, k, cfg, ref[0]))
             z = z[0] if isinstance(z, (tuple, list)) else z
             worst = max(worst, float((z - ref[i + 1]).abs().max() / ref[i + 1].abs().max()))
         errors.append(worst)

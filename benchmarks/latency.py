@@ -222,6 +222,16 @@ def plot(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def time_bundle(target: str, quantize: str, path: Path, threads: int, args: argparse.Namespace, label: str) -> dict:
+    """One bundle's row: ExecuTorch through lrf-native, ONNX through lrf-run's loop."""
+    run = native if target == "executorch" else onnx_runtime
+    row = {"runtime": target, "precision": common.precision_label(quantize), "threads": threads,
+           **run(path, threads, args.images, args.warmup)}
+    print(f"{threads} threads {target} {row['precision']}: step {row['step_ms']['median']:.2f} ms, "
+          f"{label} {row['image_ms']['median']:.2f} ms", flush=True)
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=50)
@@ -242,19 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"runtime": "pytorch", "precision": "fp32", "threads": threads,
                      **eager(pipe, R, threads, args.images, args.warmup)})
         for (target, quantize), path in bundles.items():
-            run = native if target == "executorch" else onnx_runtime
-            rows.append({"runtime": target, "precision": common.precision_label(quantize), "threads": threads,
-                         **run(path, threads, args.images, args.warmup)})
-            r = rows[-1]
-            print(f"{threads} threads {target} {r['precision']}: step {r['step_ms']['median']:.2f} ms, "
-                  f"image {r['image_ms']['median']:.2f} ms", flush=True)
+            rows.append(time_bundle(target, quantize, path, threads, args, "image"))
         for (target, quantize), path in fewstep.items():
-            run = native if target == "executorch" else onnx_runtime
-            fewstep_rows.append({"runtime": target, "precision": common.precision_label(quantize), "threads": threads,
-                                 **run(path, threads, args.images, args.warmup)})
-            r = fewstep_rows[-1]
-            print(f"{threads} threads {target} {r['precision']} few-step: step {r['step_ms']['median']:.2f} ms, "
-                  f"2-step image {r['image_ms']['median']:.2f} ms", flush=True)
+            fewstep_rows.append(time_bundle(target, quantize, path, threads, args, "few-step: 2-step image"))
     data = {"machine": common.machine(), "images": args.images, "warmup": args.warmup, "steps": common.STEPS,
             "flops": counted_flops(pipe, R), "peak_gflops": peaks, "rows": rows, "fewstep_rows": fewstep_rows}
     common.RESULTS.mkdir(parents=True, exist_ok=True)

@@ -167,6 +167,15 @@ def write(root: Path, ref: Reference, plan: dict, tolerance: dict) -> tuple[dict
     return {name: save_tensor(root, name, arr) for name, arr in arrays.items()}, checks
 
 
+def step_inputs(latent: torch.Tensor, ts: list[float], i: int, class_id: int, cfg: float,
+                noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The step graph's inputs (:func:`lrf_export.graphs.step_spec`'s order) for plain generation
+    at schedule index ``i``: no known region (an all-ones latent mask), ``cfg`` only when guided."""
+    guidance = (torch.tensor([cfg]),) if is_guided(cfg) else ()
+    return (latent, torch.tensor([ts[i]]), torch.tensor([ts[i] - ts[i + 1]]), torch.tensor([class_id], dtype=torch.int32),
+            *guidance, torch.zeros_like(latent), noise, torch.ones_like(latent[:, :1]))
+
+
 @torch.no_grad()
 def calibration(pipe: LRFPipeline, ts: list[float], cfg: float, R: int, per_class: int = 8) -> dict[str, list[tuple]]:
     """Real inputs for INT8 calibration: every step of trajectories for every class.
@@ -179,11 +188,7 @@ def calibration(pipe: LRFPipeline, ts: list[float], cfg: float, R: int, per_clas
     for k in range(pipe.denoiser.config.num_classes):
         for j in range(per_class):
             lat = trajectory(pipe, 1000 + 10 * k + j, k, ts, cfg, R)
-            zeros, ones = torch.zeros_like(lat[0]), torch.ones_like(lat[0][:, :1])
-            guidance = (torch.tensor([cfg]),) if is_guided(cfg) else ()  # the step graph's inputs (graphs.step_spec)
-            for i in range(len(ts) - 1):
-                steps.append((lat[i], torch.tensor([ts[i]]), torch.tensor([ts[i] - ts[i + 1]]), torch.tensor([k], dtype=torch.int32),
-                              *guidance, zeros, lat[0], ones))
+            steps += [step_inputs(lat[i], ts, i, k, cfg, lat[0]) for i in range(len(ts) - 1)]
             finals.append(lat[-1])
             noises.append((lat[0], torch.tensor([k], dtype=torch.int32)))
     images = [to_pixels(pipe.decode(z)) for z in finals]

@@ -40,9 +40,9 @@ from lrf_export.graphs import DecoderGraph, GuidedStepGraph  # noqa: E402
 from lrf_export.run import BundleRuntime  # noqa: E402
 from lrf_model.autoencoder import decoder_flops  # noqa: E402
 from lrf_model.pipeline import DEFAULT_CFG, LRFPipeline, resolve_checkpoint  # noqa: E402
+from lrf_model.sampling import portable_noise, schedule  # noqa: E402
 
 FEWSTEP = "cifar10-fewstep"  # lrf-distill's student of the shipped model
-from lrf_model.sampling import portable_noise, schedule  # noqa: E402
 
 
 def stats(ms: list[float]) -> dict:
@@ -168,9 +168,13 @@ def markdown(data: dict) -> str:
         lines += ["## The few-step student: one conditional step (cfg 1)", "",
                   "| threads | runtime | precision | load (ms) | step (ms) | x the guided step | decode (ms) | 2-step image (ms) |",
                   "|---|---|---|---|---|---|---|---|"]
+        def teacher_of(row: dict) -> dict:
+            """The shipped model's row of the same runtime, precision and threads."""
+            return next(r for r in data["rows"] if (r["runtime"], r["precision"], r["threads"]) ==
+                        (row["runtime"], row["precision"], row["threads"]))
+
         for row in fewstep:
-            guided = next(r for r in data["rows"] if (r["runtime"], r["precision"], r["threads"]) ==
-                          (row["runtime"], row["precision"], row["threads"]))
+            guided = teacher_of(row)
             lines.append(f"| {row['threads']} | {row['runtime']} | {row['precision']} | {row['load_ms']:.1f} | "
                          f"{row['step_ms']['median']:.2f} ({row['step_ms']['p90']:.2f}) | "
                          f"{row['step_ms']['median'] / guided['step_ms']['median']:.2f} | {row['decode_ms']['median']:.2f} | "
@@ -180,15 +184,12 @@ def markdown(data: dict) -> str:
                   "share. The teacher runs the guided step (both CFG halves), the student the conditional one.", "",
                   "| threads | runtime | precision | teacher 4 steps | student 1 step | student 2 steps | student 4 steps |",
                   "|---|---|---|---|---|---|---|"]
+        def image(r: dict, n: int) -> str:
+            total = n * r["step_ms"]["median"] + r["decode_ms"]["median"]
+            return f"{total:.2f} ({100 * r['decode_ms']['median'] / total:.0f}%)"
+
         for row in fewstep:
-            teacher = next(r for r in data["rows"] if (r["runtime"], r["precision"], r["threads"]) ==
-                           (row["runtime"], row["precision"], row["threads"]))
-
-            def image(r: dict, n: int) -> str:
-                total = n * r["step_ms"]["median"] + r["decode_ms"]["median"]
-                return f"{total:.2f} ({100 * r['decode_ms']['median'] / total:.0f}%)"
-
-            lines.append(f"| {row['threads']} | {row['runtime']} | {row['precision']} | {image(teacher, 4)} | "
+            lines.append(f"| {row['threads']} | {row['runtime']} | {row['precision']} | {image(teacher_of(row), 4)} | "
                          f"{image(row, 1)} | {image(row, 2)} | {image(row, 4)} |")
         lines.append("")
     return "\n".join(lines)

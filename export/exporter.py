@@ -146,7 +146,7 @@ def _export_one(target: Target, precision: str, traces: Traces, ref, calib, pipe
             program = traces.get(kind, half)
             program = run_passes(program, target.passes(spec_t, precision, calib.get(kind)) + guards(spec_t))
             file = f"{kind}{target.suffix}"
-            lowered = target.lower(program, spec_t, tmp / file, precision)
+            lowered = target.lower(program, spec_t, tmp / file, precision, calib.get(kind))
             artifacts[kind] = {"file": file, "target": target.name, "precision": precision,
                                "inputs": [i.as_dict() for i in spec_t.inputs], "outputs": [o.as_dict() for o in spec_t.outputs],
                                "lowering": {k: v for k, v in lowered.details.items() if k not in ("inputs", "outputs")}}

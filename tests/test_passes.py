@@ -1,6 +1,8 @@
 """Each export pass alone, on a tiny graph: guards raise on what they guard against and return
 their input otherwise; transformations return a program that computes the same thing."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -86,3 +88,56 @@ def test_pt2e_quantize_covers_what_the_family_selects(tiny_denoiser):
     run_passes(quantized, guards(spec))  # the quantized program stores less than the float weights
     ae = decoder_spec(tiny_denoiser, build_autoencoder(4, 4, 16).eval())
     assert program_coverage(QuantizePT2E(ae.int8_modules, [ae.example_inputs()], True)(trace(ae)))["int8_share"] == 1.0
+
+
+def test_onnx_static_int8_quantizes_what_the_family_selects_with_xnnpack_ranges(tiny_denoiser, tmp_path):
+    """ONNX INT8 selects the layers ExecuTorch's does (by module path, through the exporter's
+    transposed weights); a selection that matches nothing is refused before writing."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("executorch")
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from lrf_export.passes.quantize import onnx_coverage, quantize_onnx_int8
+    from lrf_export.targets.onnx import OnnxTarget
+
+    spec = step_spec(tiny_denoiser, 2)
+    OnnxTarget().lower(trace(spec), spec, tmp_path / "fp32.onnx", "fp32")
+    calib = [spec.example_inputs()]
+    quantize_onnx_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", spec, calib)
+    cov = onnx_coverage(tmp_path / "int8.onnx")
+    selected = {name for name, m in spec.module.named_modules() if name in spec.int8_modules and hasattr(m, "weight")}
+    assert cov["int8_share"] > 0.9 and cov["ops_quantized"] < cov["ops_total"], cov
+    model = onnx.load(str(tmp_path / "int8.onnx"))
+    quantized = {i.name.removesuffix("_quantized").removesuffix(".T").removesuffix(".weight")
+                 for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) >= 2}
+    assert quantized == selected  # each selected layer, by its module path; nothing else
+    nothing = dataclasses.replace(spec, int8_modules=frozenset())
+    with pytest.raises(LRFError, match="no conv or linear"):
+        quantize_onnx_int8(tmp_path / "fp32.onnx", tmp_path / "none.onnx", nothing, calib)
+    assert not (tmp_path / "none.onnx").exists()
+
+
+def test_onnx_activation_ranges_are_xnnpack_observers(tmp_path):
+    """The ranges handed to ONNX Runtime are those XNNPACK's observer takes of the same values."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("executorch")
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    from lrf_export.passes.quantize import activation_ranges, xnnpack_activation_observer
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Neg", ["r"], ["y"])],
+                                                "g", [x], [y]), opset_imports=[helper.make_opsetid("", 18)])
+    feeds = [{"x": np.random.default_rng(i).normal(size=(2, 8)).astype(np.float32) * (i + 1)} for i in range(3)]
+    ranges = activation_ranges(model, ["r", "y"], feeds)
+    for name, f in (("r", lambda a: np.maximum(a, 0)), ("y", lambda a: -np.maximum(a, 0))):
+        obs = xnnpack_activation_observer()
+        for feed in feeds:
+            obs(torch.from_numpy(f(feed["x"])))
+        scale, zero_point = obs.calculate_qparams()
+        assert float(ranges[name][0]["scale"]) == pytest.approx(float(scale)) and int(ranges[name][0]["zero_point"]) == int(zero_point)
+    assert int(ranges["r"][0]["zero_point"]) == -128 and int(ranges["y"][0]["zero_point"]) == 127  # one-sided ranges

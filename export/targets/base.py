@@ -45,8 +45,11 @@ class Target(Protocol):
         """The program-to-program transformations this target applies before lowering."""
         ...
 
-    def lower(self, program: torch.export.ExportedProgram, spec: GraphSpec, path: Path, precision: str) -> Lowered:
-        """Write the artifact for ``program`` (the output of :meth:`passes`, checked by the guards)."""
+    def lower(self, program: torch.export.ExportedProgram, spec: GraphSpec, path: Path, precision: str,
+              calibration: list[tuple] | None = None) -> Lowered:
+        """Write the artifact for ``program`` (the output of :meth:`passes`, checked by the guards).
+        ``calibration`` (the graph's inputs, for INT8) serves a target that quantizes its own file
+        after conversion (ONNX); the others quantize the program in :meth:`passes`."""
         ...
 
     def runner(self, path: Path, inputs: list[dict], outputs: list[dict], threads: int | None = None) -> Runner | None:

@@ -63,7 +63,8 @@ class CoreMLTarget:
 
         return [Decompose(), RetypePixels(self.pixel_dtype)]  # INT8 works on the converted model (coremltools.optimize), after conversion
 
-    def lower(self, program, spec: GraphSpec, path: Path, precision: str) -> Lowered:
+    def lower(self, program, spec: GraphSpec, path: Path, precision: str,
+              calibration: list[tuple] | None = None) -> Lowered:
         import coremltools as ct
 
         t0 = time.perf_counter()

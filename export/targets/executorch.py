@@ -82,7 +82,8 @@ class ExecuTorchTarget:
         quantize = [QuantizePT2E(spec.int8_modules, calibration, spec.int8_whole_modules)] if precision == "int8" else []
         return [*quantize, ForXnnpack()]
 
-    def lower(self, program, spec: GraphSpec, path: Path, precision: str) -> Lowered:
+    def lower(self, program, spec: GraphSpec, path: Path, precision: str,
+              calibration: list[tuple] | None = None) -> Lowered:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 

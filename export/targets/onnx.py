@@ -1,4 +1,5 @@
-"""ONNX (opset 18, single file) via the dynamo exporter; INT8 through ``onnxruntime.quantization``."""
+"""ONNX (opset 18, single file) via the dynamo exporter; INT8 through ``onnxruntime.quantization``
+(static QDQ, calibrated on the file: :func:`lrf_export.passes.quantize.quantize_onnx_int8`)."""
 
 from __future__ import annotations
 
@@ -50,9 +51,10 @@ class OnnxTarget:
     half_traced = ()
 
     def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list:
-        return []  # INT8 works on the ONNX file (onnxruntime.quantization), after conversion
+        return []  # INT8 works on the ONNX file (onnxruntime.quantization), after conversion: see lower
 
-    def lower(self, program, spec: GraphSpec, path: Path, precision: str) -> Lowered:
+    def lower(self, program, spec: GraphSpec, path: Path, precision: str,
+              calibration: list[tuple] | None = None) -> Lowered:
         import onnx
         import torch
 
@@ -75,7 +77,7 @@ class OnnxTarget:
         if precision == "int8":
             from ..passes.quantize import quantize_onnx_int8
 
-            details.update(quantize_onnx_int8(fp32_path, path))
+            details.update(quantize_onnx_int8(fp32_path, path, spec, calibration or [spec.example_inputs()]))
             fp32_path.unlink()
         return Lowered(path, precision, time.perf_counter() - t0, details)
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .autoencoder import build_autoencoder, decoder_flops, load_autoencoder, to_model_space
 from .data import CIFAR10_CLASSES, cached_latents, images_to_tensor, load_cifar10
 from .errors import LRFError, cli_errors
-from .families import FAMILIES, get_family
+from .families import FAMILIES, family_of, get_family, load_denoiser
 from .plots import save_image_grid, save_loss_curve
 from .sampling import noised
 from .trainer import (append_log, epoch_batches, optimizer_step, read_log, refuse_changed_resume, run_steps,
@@ -277,7 +277,22 @@ class QuickEval:
 
 
 # Settings a resumed run must share with the run it continues (and its family's own).
-DENOISER_RESUME_KEYS = ("epochs", "batch_size", "lr", "seed", "limit", "family", "loss", "cfg_dropout", "ema")
+DENOISER_RESUME_KEYS = ("epochs", "batch_size", "lr", "seed", "limit", "family", "loss", "cfg_dropout", "ema", "init_from",
+                        "train_only")
+
+
+def initial_denoiser(path: Path, family, channels: int, size: int) -> torch.nn.Module:
+    """The denoiser a staged run starts from (``--init-from``): a run, pipeline or denoiser folder
+    of the same family, on latents of the training data's shape."""
+    folder = path / "denoiser" if (path / "denoiser" / "config.json").is_file() else path
+    model = load_denoiser(folder)
+    if family_of(model) is not family:
+        raise LRFError(f"--init-from {path} holds a {family_of(model).name} model, not {family.name}; "
+                       f"pass --family {family_of(model).name} or another folder")
+    if (model.config.latent_channels, model.config.latent_size) != (channels, size):
+        raise LRFError(f"--init-from {path} works on {model.config.latent_channels}x{model.config.latent_size}^2 latents, "
+                       f"the autoencoder gives {channels}x{size}^2; use the autoencoder it was trained with")
+    return model.train().requires_grad_(True)
 
 
 def train_denoiser(args: argparse.Namespace) -> dict:
@@ -302,10 +317,17 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     z_val, y_val = to_model_space(ae, val_lat).to(rt.device), torch.from_numpy(test_labels_np[:1000]).to(rt.device)
     S, C = z_all.shape[-1], z_all.shape[2]
 
-    model = family.build(latent_channels=C, latent_size=S, num_classes=len(CIFAR10_CLASSES),
-                         class_names=list(CIFAR10_CLASSES), **family.config_from_args(args)).to(rt.device)
+    if args.init_from:  # a new stage of a trained model: its architecture and weights, a fresh optimizer
+        model = initial_denoiser(Path(args.init_from), family, C, S).to(rt.device)
+    else:
+        model = family.build(latent_channels=C, latent_size=S, num_classes=len(CIFAR10_CLASSES),
+                             class_names=list(CIFAR10_CLASSES), **family.config_from_args(args)).to(rt.device)
+    trained = family.trainable(model, args.train_only)
+    frozen = {id(p) for p in model.parameters()} - {id(p) for p in trained}
+    for p in model.parameters():
+        p.requires_grad_(id(p) not in frozen)
     ema = EMAModel(model.parameters(), decay=args.ema)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    opt = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     steps_per_epoch = len(y_all) // (args.batch_size * rt.world)
     if steps_per_epoch < 1:
         raise LRFError(f"{len(y_all)} training images are fewer than one batch of {args.batch_size}; lower --batch-size")
@@ -323,7 +345,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     # A recursive family learns every R it offers: R is drawn per batch.
     choices = torch.tensor(args.recursion_choices) if family.recursive else None
     if rt.main:
-        print(f"denoiser: {sum(p.numel() for p in model.parameters()):,} parameters, {total} steps, "
+        print(f"denoiser: {sum(p.numel() for p in model.parameters()):,} parameters "
+              f"({sum(p.numel() for p in trained):,} trained), {total} steps, "
               f"{len(y_all)} images, latents {tuple(z_all.shape[2:])}, device {rt.device}, "
               f"{'bf16' if rt.bf16 else 'fp32'}")
     t_start = time.time()
@@ -395,7 +418,17 @@ def main_train(argv: list[str] | None = None) -> None:
     p.add_argument("--family", default="lrf", choices=list(FAMILIES), help="model family of the denoiser")
     for family in FAMILIES.values():
         family.add_arguments(p.add_argument_group(f"family {family.name}", family.description))
+    g = p.add_argument_group("recursive families", ", ".join(f.name for f in FAMILIES.values() if f.recursive))
+    g.add_argument("--recursions", type=int, default=2, help="default recursion count stored in the config")
+    g.add_argument("--recursion-choices", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                   help="R drawn per batch from these (comma-separated; default: the family's)")
     p.add_argument("--loss", choices=["snr", "mse"], default="snr")
+    p.add_argument("--init-from", default=None,
+                   help="start from this trained run/pipeline/denoiser folder (a new stage: fresh optimizer and schedule; "
+                        "its architecture, not the family flags)")
+    p.add_argument("--train-only", default=None,
+                   help="train only this part of the denoiser, the rest frozen (the family's train groups, e.g. "
+                        "cross_attention for luminars)")
     p.add_argument("--cfg-dropout", type=float, default=0.1)
     p.add_argument("--sample-steps", type=int, default=8, help="steps of the sample grid written at each checkpoint")
     p.add_argument("--sample-cfg", type=float, default=3.0)
@@ -404,4 +437,12 @@ def main_train(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-steps", type=int, default=4)
     p.add_argument("--eval-classifier", default=None, help="classifier folder (default: the shipped one)")
     args = p.parse_args(argv)
+    family = FAMILIES[args.family]
+    if args.recursion_choices is None:
+        args.recursion_choices = list(family.train_recursions)
+    if args.train_only is not None and args.train_only not in family.train_groups:  # before anything is written
+        raise LRFError(f"--train-only {args.train_only}: the {family.name} family has no such part "
+                       f"(it has: {', '.join(family.train_groups) or 'none'})")
+    if args.init_from is not None and not Path(args.init_from).is_dir():
+        raise LRFError(f"--init-from {args.init_from}: no such folder; pass a trained run, pipeline or denoiser folder")
     train_denoiser(args)

@@ -95,9 +95,7 @@ def test_onnx_static_int8_quantizes_what_the_family_selects_with_xnnpack_ranges(
     transposed weights); a selection that matches nothing is refused before writing."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("executorch")
-    import numpy as np
     import onnx
-    from onnx import numpy_helper
 
     from lrf_export.passes.quantize import onnx_coverage, quantize_onnx_int8
     from lrf_export.targets.onnx import OnnxTarget

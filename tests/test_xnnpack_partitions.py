@@ -99,3 +99,21 @@ def test_float16_silu_stays_float16_in_one_partition():
     rewritten = ForXnnpack()(program)
     assert _lower(rewritten)[1]["xnnpack_partitions"] == 1
     torch.testing.assert_close(rewritten.module()(x), net(x), atol=2e-3, rtol=2e-3)
+
+
+def test_float16_tanh_gelu_is_delegated_and_erf_gelu_is_left_alone():
+    """XNNPACK's partitioner refuses float16 ``gelu`` (LuminaRS's fp16 step fell into a partition per
+    ConvNeXt MLP); ForXnnpack writes the tanh form out with ``tanh``, exactly, and keeps the erf form."""
+    def mlp(approximate: str) -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.GELU(approximate), torch.nn.Linear(64, 16),
+                                   torch.nn.GELU(approximate), torch.nn.Linear(16, 16)).half().eval()
+
+    x = torch.randn(2, 16, dtype=torch.float16)
+    net = mlp("tanh")
+    program = torch.export.export(net, (x,))
+    assert _lower(program)[1]["xnnpack_partitions"] > 1  # upstream behaviour: if this changes, the rewrite may go
+    rewritten = ForXnnpack()(program)
+    assert _lower(rewritten)[1]["xnnpack_partitions"] == 1
+    torch.testing.assert_close(rewritten.module()(x), net(x), atol=2e-3, rtol=2e-3)
+    exact = torch.export.export(mlp("none"), (x,))
+    assert ForXnnpack()(exact) is exact

@@ -14,7 +14,9 @@ same step is 3 partitions and the autoencoder's decoder one:
   every output pixel is one input pixel);
 - SiLU as ``x * sigmoid(x)`` in the input's dtype: the edge decomposition computes a float16
   SiLU in float32, and each of the UNet's 25 SiLUs cut the fp16 step into another partition
-  (39 in all) between two casts.
+  (39 in all) between two casts;
+- GELU's tanh form written out with ``tanh`` (exact: the same formula): XNNPACK's partitioner
+  refuses float16 ``gelu``, which cut LuminaRS's fp16 step at each of its ConvNeXt MLPs.
 
 The rewrite is arithmetic-preserving up to float rounding (the parity gate measures it), runs
 after INT8 quantization (so the quantizer sees the modules it annotates unchanged), and leaves
@@ -58,6 +60,11 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torc
     return torch.bmm(w, v3).reshape(*lead, n, v.shape[-1])
 
 
+def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """The tanh form of GELU, written out (only rewritten where the model asked for that form)."""
+    return 0.5 * x * (1.0 + torch.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
 def _upsampled_size(h: int, w: int, output_size, scale_factors) -> list[int]:
     return list(output_size) if output_size is not None else [int(h * scale_factors[0]), int(w * scale_factors[1])]
 
@@ -76,6 +83,7 @@ _REWRITES = {
     aten.scaled_dot_product_attention.default: attention,
     aten.upsample_nearest2d.vec: upsample_nearest,
     aten.silu.default: silu,
+    aten.gelu.default: gelu,
 }
 
 
@@ -90,6 +98,8 @@ def _rewritable(node: torch.fx.Node) -> bool:
         out = _upsampled_size(h, w, *(list(node.args[1:]) + [None, None])[:2])
         # XNNPACK concatenates 2 to 5 tensors; a factor of 1 or above 5 keeps the portable kernel.
         return node.args[0].meta["val"].dim() == 4 and all(o % i == 0 and 2 <= o // i <= 5 for o, i in zip(out, (h, w)))
+    if node.target == aten.gelu.default:  # the erf form has no XNNPACK equivalent: kept as it is
+        return node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none") == "tanh"
     return True
 
 

@@ -15,12 +15,13 @@ import torch
 from ..errors import LRFError, first_line
 from .base import Family
 from .lrf import LRF
+from .luminars import LUMINARS
 from .unet2d import UNET2D
 
-__all__ = ["FAMILIES", "LRF", "UNET2D", "Family", "class_names", "family_named_in", "family_of", "get_family",
+__all__ = ["FAMILIES", "LRF", "LUMINARS", "UNET2D", "Family", "class_names", "family_named_in", "family_of", "get_family",
            "latent_shape", "load_denoiser"]
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (LRF, UNET2D)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (LRF, UNET2D, LUMINARS)}
 _BY_CLASS = {f.model_class.__name__: f for f in FAMILIES.values()}
 
 

@@ -12,12 +12,14 @@ family to family, is a :class:`Family`.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
+
+from ..errors import LRFError
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,10 @@ class Family:
       every layer inside a module of a kept-float type (attention); ``int8_min_share``: the share
       of the step graph's weights an "int8" artifact must hold as int8 (the gate checks it);
     - ``recursive``: whether R (passes of shared weights) is chosen at call time, read from
-      ``config.recursions`` / ``config.max_recursions``; otherwise R is 1;
+      ``config.recursions`` / ``config.max_recursions``; otherwise R is 1. ``train_recursions``:
+      the R values training draws from by default (``lrf-train --recursion-choices``);
+    - ``train_groups``: named parts of the denoiser (by module type) that ``lrf-train --train-only``
+      can train alone, the rest frozen (staged fine-tuning, e.g. LuminaRS's cross-attention stage);
     - ``add_arguments`` / ``config_from_args``: the family's architecture flags of ``lrf-train``;
     - ``tiny_config``: a small random model for tests.
     """
@@ -48,9 +53,11 @@ class Family:
     int8_excluded: tuple[str, ...] = ()  # module names (relative to the denoiser) kept float
     int8_float_within: tuple[type, ...] = ()  # module types whose layers all stay float (e.g. attention)
     recursive: bool = False
+    train_recursions: tuple[int, ...] = ()
     conditioning: tuple[str, ...] = ("class_id",)
     state: tuple[str, ...] = ()
     resume_keys: tuple[str, ...] = ()  # lrf-train flags a resumed run must keep
+    train_groups: dict[str, tuple[type, ...]] = field(default_factory=dict)
 
     def build(self, **config) -> ModelMixin:
         return self.model_class(**config)
@@ -70,6 +77,17 @@ class Family:
     def int8_modules(self, model: torch.nn.Module) -> dict[str, torch.nn.Module]:
         """``{name: module}`` of the denoiser's modules that INT8 quantizes."""
         return {name: m for name, m in self.int8_candidates(model).items() if name not in self.int8_excluded}
+
+    def trainable(self, model: torch.nn.Module, group: str | None) -> list[torch.nn.Parameter]:
+        """The parameters ``lrf-train --train-only group`` trains: all of them for None, else those
+        inside the modules of the group's types (every other parameter is frozen)."""
+        if group is None:
+            return list(model.parameters())
+        if group not in self.train_groups:
+            known = ", ".join(self.train_groups) or "none"
+            raise LRFError(f"--train-only {group}: the {self.name} family has no such part (it has: {known})")
+        chosen = {id(p): p for m in model.modules() if isinstance(m, self.train_groups[group]) for p in m.parameters()}
+        return list(chosen.values())
 
     def describe(self) -> dict:
         """What a bundle's manifest records about the family."""

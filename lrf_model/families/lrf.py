@@ -15,9 +15,6 @@ def _add_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--num-blocks", type=int, default=4)
     g.add_argument("--num-heads", type=int, default=4)
     g.add_argument("--mixer", default="softmax", choices=list(MIXERS))
-    g.add_argument("--recursions", type=int, default=2, help="default recursion count stored in the config")
-    g.add_argument("--recursion-choices", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3, 4],
-                   help="R drawn per batch from these (comma-separated)")
 
 
 def _config_from_args(args: argparse.Namespace) -> dict:
@@ -36,6 +33,7 @@ LRF = Family(
     int8_excluded=("embed", "out"),
     int8_min_share=0.9,
     recursive=True,
+    train_recursions=(1, 2, 3, 4),
     add_arguments=_add_arguments,
     config_from_args=_config_from_args,
     tiny_config=dict(hidden_dim=32, num_heads=2, num_blocks=2, time_freq_dim=16),

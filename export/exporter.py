@@ -25,6 +25,7 @@ from .bundle import staged_directory, write_manifest
 from .graphs import GraphSpec, decoder_spec, encoder_spec, is_guided, step_spec
 from .parity import TOLERANCES, check_bundle, gate_ok
 from .passes import Pass, run_passes
+from .passes.fft_matmul import FFTAsMatmul
 from .passes.static_shapes import CheckSignature, CheckStatic, trace
 from .plan import build_plan
 from .passes.unroll import CheckNoControlFlow, CheckWeightsStoredOnce, fused_spec
@@ -113,7 +114,8 @@ def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> lis
 
 class Traces:
     """Each graph traced once per compute dtype (float32, or float16: :meth:`GraphSpec.in_half`),
-    on first use; every target's passes start from a copy of that program (ExecuTorch's lowering
+    on first use, with its FFTs as DFT matmuls (:class:`lrf_export.passes.fft_matmul.FFTAsMatmul`,
+    a no-op without FFTs); every target's passes start from a copy of that program (ExecuTorch's lowering
     edits the program it is given in place)."""
 
     def __init__(self, specs: dict[str, GraphSpec]):
@@ -123,8 +125,8 @@ class Traces:
         return self.specs[kind].in_half() if half else self.specs[kind]
 
     def get(self, kind: str, half: bool):
-        if (kind, half) not in self._programs:
-            self._programs[kind, half] = trace(self.spec(kind, half))
+        if (kind, half) not in self._programs:  # FFTs run on no target: every target gets their matmul form
+            self._programs[kind, half] = FFTAsMatmul()(trace(self.spec(kind, half)))
         return copy.deepcopy(self._programs[kind, half])
 
 

@@ -1,0 +1,195 @@
+"""Rewrite fixed-size real FFTs (``rfft``/``rfft2`` and their inverses) as matmuls with constant
+DFT matrices, so a Fourier token mixer runs where no FFT kernel does.
+
+Measured by others and re-read here (the IRIS issue): XNNPACK delegates no fft or complex op,
+ExecuTorch's fft kernels exist only in its optimized kernel library, coremltools has no converter
+for torch.export's ``_fft_r2c``/``_fft_c2r``, ONNX Runtime rejected the DFT that the ONNX exporter
+wrote for ``irfft2``, and onnxruntime-web's WebGPU has no DFT. A DFT of a fixed size is a
+matrix product, which every target runs.
+
+The reference model keeps the natural form: ``torch.fft.rfft2`` -> ``torch.view_as_real`` ->
+arithmetic on (real, imaginary) pairs -> ``torch.view_as_complex`` -> ``torch.fft.irfft2``. This
+pass (program -> program) decomposes each forward transform into two real matmul stages returning
+``view_as_complex(stack([re, im], -1))`` and each inverse into matmuls of ``view_as_real(z)``,
+kept interleaved; then every ``view_as_real(view_as_complex(t))`` is ``t``, so no complex tensor
+is left, and the DFT matrices are folded into stored constants. The matmuls are linear layers
+with constant weights (XNNPACK's fully-connected op): a Fourier mixer lowers to one XNNPACK
+partition, exact to ~4e-7 of ``torch.fft`` in float32. A program that computes on complex values between the transforms (instead of
+on pairs) keeps complex ops, and :class:`FFTAsMatmul` refuses it with one line.
+
+The transforms run over the last one or two dims (``rfft``/``rfft2`` of a token grid), any
+normalization; the last dim is the real one, the one before it a full complex DFT.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from lrf_model.errors import LRFError
+
+aten = torch.ops.aten
+COMPLEX_OPS = (aten.view_as_complex.default, aten.view_as_real.default, aten.complex.default,
+               aten._fft_r2c.default, aten._fft_c2r.default, aten._fft_c2c.default, aten.fft_rfft.default,
+               aten.fft_rfft2.default, aten.fft_irfft.default, aten.fft_irfft2.default)
+
+
+def dft_matrices(n: int, bins: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(cos, sin)`` of ``2 pi k j / n``, shaped (n, bins): row j (sample), column k (frequency).
+
+    Built from ops (``arange``, ``cos``) rather than as a tensor literal, which a decomposition
+    cannot lift into the program's constants: :class:`FFTAsMatmul` folds them into constants
+    afterwards. In float64, with the angle reduced modulo n, so the rounding is the dtype's alone."""
+    j = torch.arange(n, dtype=torch.float64).reshape(n, 1)
+    k = torch.arange(bins, dtype=torch.float64).reshape(1, bins)
+    angle = (j * k).remainder(n) * (2.0 * math.pi / n)
+    return torch.cos(angle).to(dtype), torch.sin(angle).to(dtype)
+
+
+def _dims(x: torch.Tensor, dim) -> list[int]:
+    return sorted(d % x.dim() for d in ([dim] if isinstance(dim, int) else dim))
+
+
+def _right(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``x @ m`` as a linear layer with a constant weight: XNNPACK's fully-connected op, where a
+    batched ``matmul`` with a 2-D operand exports as a broadcast ``expand`` it does not delegate."""
+    return F.linear(x, m.transpose(0, 1))
+
+
+def _left(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``m @ x`` over dim -2 of ``x``, written as a right product."""
+    return F.linear(x.transpose(-1, -2), m).transpose(-1, -2)
+
+
+def r2c(x: torch.Tensor, two_dims: bool, scale: float, onesided: bool = True) -> torch.Tensor:
+    """The real DFT of ``x`` over its last dim (and the full DFT over the one before), as matmuls."""
+    H, W = (x.shape[-2] if two_dims else 1), x.shape[-1]
+    cw, sw = dft_matrices(W, W // 2 + 1 if onesided else W, torch.float64)
+    re, im = _right(x, (cw * scale).to(x.dtype)), _right(x, (sw * -scale).to(x.dtype))  # (..., H, bins)
+    if two_dims:  # the full DFT along dim -2: (Ch - i Sh)(re + i im)
+        ch, sh = dft_matrices(H, H, x.dtype)
+        re, im = _left(ch, re) + _left(sh, im), _left(ch, im) - _left(sh, re)
+    return torch.view_as_complex(torch.stack([re, im], dim=-1))
+
+
+def c2r(z: torch.Tensor, two_dims: bool, scale: float, last_dim_size: int) -> torch.Tensor:
+    """The inverse of :func:`r2c` (onesided), as matmuls of the (real, imaginary) pairs
+    ``view_as_real(z)`` kept interleaved: no op picks a half out (XNNPACK delegates no ``select``)."""
+    pairs = torch.view_as_real(z)  # (..., H, bins, 2)
+    *lead, bins, _ = pairs.shape
+    H, W = (lead[-1] if two_dims else 1), last_dim_size
+    flat = pairs.reshape(*lead, 2 * bins)  # (..., H, 2*bins): re0, im0, re1, im1, ...
+    if two_dims:  # the inverse DFT along dim -2: (Ch + i Sh)(re + i im) = Ch (re, im) + Sh (-im, re)
+        ch, sh = dft_matrices(H, H, flat.dtype)
+        turned = torch.cat([-pairs[..., 1:2], pairs[..., 0:1]], dim=-1).reshape(*lead, 2 * bins)
+        flat = _left(ch, flat) + _left(sh, turned)
+    # Hermitian inverse along the last dim: every bin but DC (and Nyquist for even W) counts twice;
+    # the imaginary parts of those two bins meet sin(0) = sin(pi w) = 0, as irfft ignores them.
+    cw, sw = dft_matrices(W, bins, torch.float64)  # (W, bins)
+    k = torch.arange(bins, dtype=torch.float64).reshape(1, bins)
+    nyquist = W // 2 if W % 2 == 0 and bins == W // 2 + 1 else -1
+    weight = torch.where((k == 0) | (k == nyquist), scale, 2.0 * scale)  # (1, bins)
+    inverse = torch.stack([cw * weight, -sw * weight], dim=-1).reshape(W, 2 * bins)  # interleaved like ``flat``
+    return F.linear(flat, inverse.to(flat.dtype))  # (..., H, W)
+
+
+# Forward transforms scale by 1 ("backward"), 1/sqrt(n) ("ortho") or 1/n ("forward"); inverse ones the other way.
+_FORWARD = {None: 0, "backward": 0, "ortho": 1, "forward": 2}
+_INVERSE = {None: 2, "backward": 2, "ortho": 1, "forward": 0}
+
+
+def _scale(code: int, n: int) -> float:
+    """ATen's normalization codes: 0 none, 1 by 1/sqrt(n), 2 by 1/n."""
+    return (1.0, 1.0 / math.sqrt(n), 1.0 / n)[code]
+
+
+def _n(x: torch.Tensor, two_dims: bool, last: int) -> int:
+    return (x.shape[-2] if two_dims else 1) * last
+
+
+def _fft_r2c(x, dim, normalization, onesided):
+    two = len(_dims(x, dim)) == 2
+    return r2c(x, two, _scale(normalization, _n(x, two, x.shape[-1])), onesided)
+
+
+def _fft_c2r(z, dim, normalization, last_dim_size):
+    two = len(_dims(z, dim)) == 2
+    return c2r(z, two, _scale(normalization, _n(z, two, last_dim_size)), last_dim_size)
+
+
+def _rfft(x, n=None, dim=-1, norm=None):
+    return r2c(x, False, _scale(_FORWARD[norm], x.shape[-1]))
+
+
+def _rfft2(x, s=None, dim=(-2, -1), norm=None):
+    return r2c(x, True, _scale(_FORWARD[norm], x.shape[-2] * x.shape[-1]))
+
+
+def _irfft(z, n=None, dim=-1, norm=None):
+    last = n if n is not None else 2 * (z.shape[-1] - 1)
+    return c2r(z, False, _scale(_INVERSE[norm], last), last)
+
+
+def _irfft2(z, s=None, dim=(-2, -1), norm=None):
+    last = s[-1] if s is not None else 2 * (z.shape[-1] - 1)
+    return c2r(z, True, _scale(_INVERSE[norm], z.shape[-2] * last), last)
+
+
+# torch.export keeps torch.fft's composite ops (fft_rfft2, ...); a core-ATen program has _fft_r2c/_fft_c2r.
+TABLE = {aten._fft_r2c.default: _fft_r2c, aten._fft_c2r.default: _fft_c2r, aten.fft_rfft.default: _rfft,
+         aten.fft_rfft2.default: _rfft2, aten.fft_irfft.default: _irfft, aten.fft_irfft2.default: _irfft2}
+
+
+def _rewritable(node: torch.fx.Node) -> bool:
+    """Whether the node transforms the trailing one or two dims at their own size (no padding or cropping)."""
+    x = node.args[0].meta["val"]
+    args = dict(zip(("x", "a", "dim", "c"), node.args)) | node.kwargs
+    if node.target in (aten._fft_r2c.default, aten._fft_c2r.default):
+        dims = _dims(x, node.args[1])
+        return dims in ([x.dim() - 1], [x.dim() - 2, x.dim() - 1]) and (node.target != aten._fft_r2c.default or node.args[3])
+    two = node.target in (aten.fft_rfft2.default, aten.fft_irfft2.default)
+    dims = _dims(x, args.get("dim", (-2, -1) if two else -1))
+    size = args.get("a")  # rfft's n / rfft2's s
+    same = size is None or {aten.fft_rfft2.default: lambda: list(size) == list(x.shape[-2:]),
+                            aten.fft_rfft.default: lambda: size == x.shape[-1],
+                            aten.fft_irfft2.default: lambda: size[-2] == x.shape[-2]}.get(node.target, lambda: True)()
+    return dims == ([x.dim() - 2, x.dim() - 1] if two else [x.dim() - 1]) and same
+
+
+def cancel_complex_round_trips(program: torch.export.ExportedProgram) -> None:
+    """``view_as_real(view_as_complex(t))`` -> ``t``, in place; then drops what is no longer used."""
+    graph = program.graph_module.graph
+    for node in list(graph.nodes):
+        src = node.args[0] if node.target == aten.view_as_real.default else None
+        if isinstance(src, torch.fx.Node) and src.target == aten.view_as_complex.default:
+            node.replace_all_uses_with(src.args[0])
+            graph.erase_node(node)
+    graph.eliminate_dead_code()
+    program.graph_module.recompile()
+
+
+class FFTAsMatmul:
+    """Pass: real FFTs over the last one or two dims as constant-matrix matmuls; no complex op left."""
+
+    name = "FFT as DFT matmuls"
+
+    def __call__(self, program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+        ffts = [n for n in program.graph.nodes if n.op == "call_function" and n.target in TABLE]
+        if not ffts:
+            return program
+        unsupported = [n for n in ffts if not _rewritable(n)]
+        if unsupported:
+            raise LRFError(f"{unsupported[0].name}: only real FFTs over the last one or two dims become matmuls; "
+                           "write the model's transform as rfft/rfft2 over its trailing dims")
+        from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+
+        program = program.run_decompositions({op: fn for op, fn in TABLE.items() if any(n.target == op for n in ffts)})
+        cancel_complex_round_trips(program)
+        program = constant_prop_pass(program)  # the DFT matrices (arange, cos, ...) become stored constants
+        left = sorted({str(n.target) for n in program.graph.nodes if n.op == "call_function" and n.target in COMPLEX_OPS})
+        if left:
+            raise LRFError(f"complex values remain after the FFT rewrite ({', '.join(left)}): compute on "
+                           "torch.view_as_real pairs between rfft2 and irfft2, as the Fourier mixers here do")
+        return program

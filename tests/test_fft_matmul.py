@@ -92,3 +92,20 @@ def test_a_transform_over_other_dims_is_refused():
 
     with pytest.raises(LRFError, match="last one or two dims"):
         FFTAsMatmul()(torch.export.export(Columns(), (torch.randn(1, 4, 4, 4),)))
+
+
+def test_the_rewritten_mixer_converts_to_core_ml():
+    """coremltools has no converter for torch.export's FFT ops; the matmul form converts (its
+    numbers need macOS: the export's structural check is what Linux can do)."""
+    ct = pytest.importorskip("coremltools")
+    import warnings
+
+    from lrf_export.passes.decompose import Decompose
+
+    _, x, program = rewritten(8, 8, None, True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlmodel = ct.convert(Decompose()(program), inputs=[ct.TensorType(name="x", shape=x.shape, dtype=np.float32)],
+                             convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17)
+    ops = {op.op_type for f in mlmodel._mil_program.functions.values() for op in f.operations}
+    assert "linear" in ops and not {op for op in ops if "fft" in op or "complex" in op}, ops

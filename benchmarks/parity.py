@@ -30,8 +30,11 @@ from lrf_export.parity import check_bundle  # noqa: E402
 BUNDLES = [(t, q) for t in ("executorch", "onnx", "coreml") for q in ("none", "int8")] + [("executorch", "fp16")]
 
 
-def native_selftest(path: Path) -> dict:
-    proc = subprocess.run([str(common.LRF_NATIVE), str(path), "--selftest", "--json"], capture_output=True, text=True)
+def native_selftest(path: Path, runner: list[str] | None = None) -> dict:
+    """``lrf-native --selftest`` of a bundle, by the x86 build or by ``runner`` (e.g. the aarch64
+    build under qemu: benchmarks/arm64.py)."""
+    proc = subprocess.run([*(runner or [str(common.LRF_NATIVE)]), str(path), "--selftest", "--json", "--threads", "1"],
+                          capture_output=True, text=True)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"lrf-native --selftest {path}: {proc.stderr.strip()}")
     report = json.loads(proc.stdout)

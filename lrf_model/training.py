@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .autoencoder import build_autoencoder, decoder_flops, load_autoencoder, to_model_space
 from .data import CIFAR10_CLASSES, cached_latents, images_to_tensor, load_cifar10
 from .errors import LRFError, cli_errors
-from .families import FAMILIES, family_of, get_family, load_denoiser
+from .families import FAMILIES, family_named_in, get_family, load_denoiser
 from .plots import save_image_grid, save_loss_curve
 from .sampling import noised
 from .trainer import (append_log, epoch_batches, optimizer_step, read_log, refuse_changed_resume, run_steps,
@@ -281,14 +281,11 @@ DENOISER_RESUME_KEYS = ("epochs", "batch_size", "lr", "seed", "limit", "family",
                         "train_only")
 
 
-def initial_denoiser(path: Path, family, channels: int, size: int) -> torch.nn.Module:
-    """The denoiser a staged run starts from (``--init-from``): a run, pipeline or denoiser folder
-    of the same family, on latents of the training data's shape."""
+def initial_denoiser(path: Path, channels: int, size: int) -> torch.nn.Module:
+    """The denoiser a staged run starts from (``--init-from``, whose family :func:`staged_start`
+    made ``--family``): a run, pipeline or denoiser folder, on latents of the training data's shape."""
     folder = path / "denoiser" if (path / "denoiser" / "config.json").is_file() else path
     model = load_denoiser(folder)
-    if family_of(model) is not family:
-        raise LRFError(f"--init-from {path} holds a {family_of(model).name} model, not {family.name}; "
-                       f"pass --family {family_of(model).name} or another folder")
     if (model.config.latent_channels, model.config.latent_size) != (channels, size):
         raise LRFError(f"--init-from {path} works on {model.config.latent_channels}x{model.config.latent_size}^2 latents, "
                        f"the autoencoder gives {channels}x{size}^2; use the autoencoder it was trained with")
@@ -318,7 +315,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     S, C = z_all.shape[-1], z_all.shape[2]
 
     if args.init_from:  # a new stage of a trained model: its architecture and weights, a fresh optimizer
-        model = initial_denoiser(Path(args.init_from), family, C, S).to(rt.device)
+        model = initial_denoiser(Path(args.init_from), C, S).to(rt.device)
     else:
         model = family.build(latent_channels=C, latent_size=S, num_classes=len(CIFAR10_CLASSES),
                              class_names=list(CIFAR10_CLASSES), **family.config_from_args(args)).to(rt.device)
@@ -415,7 +412,8 @@ def main_train(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="lrf-train", description="Train a denoiser (any model family) on CIFAR-10 latents.")
     add_common_args(p)
     p.add_argument("--autoencoder", default=None, help="autoencoder folder (default: the shipped one)")
-    p.add_argument("--family", default="lrf", choices=list(FAMILIES), help="model family of the denoiser")
+    p.add_argument("--family", default=None, choices=list(FAMILIES),
+                   help="model family of the denoiser (default: lrf, or the --init-from model's)")
     for family in FAMILIES.values():
         family.add_arguments(p.add_argument_group(f"family {family.name}", family.description))
     g = p.add_argument_group("recursive families", ", ".join(f.name for f in FAMILIES.values() if f.recursive))
@@ -437,12 +435,32 @@ def main_train(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-steps", type=int, default=4)
     p.add_argument("--eval-classifier", default=None, help="classifier folder (default: the shipped one)")
     args = p.parse_args(argv)
+    start = staged_start(args)  # before anything is written
     family = FAMILIES[args.family]
     if args.recursion_choices is None:
-        args.recursion_choices = list(family.train_recursions)
-    if args.train_only is not None and args.train_only not in family.train_groups:  # before anything is written
-        raise LRFError(f"--train-only {args.train_only}: the {family.name} family has no such part "
-                       f"(it has: {', '.join(family.train_groups) or 'none'})")
-    if args.init_from is not None and not Path(args.init_from).is_dir():
-        raise LRFError(f"--init-from {args.init_from}: no such folder; pass a trained run, pipeline or denoiser folder")
+        limit = start.get("max_recursions", 1) if start else max(family.train_recursions, default=1)
+        args.recursion_choices = [r for r in family.train_recursions if r <= limit]
+    elif start and family.recursive and max(args.recursion_choices) > start.get("max_recursions", 1):
+        raise LRFError(f"--recursion-choices {args.recursion_choices}: the --init-from model runs at most "
+                       f"{start.get('max_recursions', 1)} recursions; choose from 1..{start.get('max_recursions', 1)}")
+    family.check_train_group(args.train_only)
     train_denoiser(args)
+
+
+def staged_start(args: argparse.Namespace) -> dict | None:
+    """The saved config of the ``--init-from`` denoiser (None without one); its family becomes
+    ``--family`` when none was given, and must be ``--family`` when one was."""
+    if args.init_from is None:
+        args.family = args.family or "lrf"
+        return None
+    path = Path(args.init_from)
+    config_file = next((f for f in (path / "denoiser" / "config.json", path / "config.json") if f.is_file()), None)
+    if config_file is None:
+        raise LRFError(f"--init-from {path}: no denoiser config.json there; pass a trained run, pipeline or denoiser folder")
+    config = json.loads(config_file.read_text())
+    family = family_named_in(config)
+    if args.family not in (None, family.name):
+        raise LRFError(f"--init-from {path} holds a {family.name} model, not {args.family}; "
+                       f"pass --family {family.name} or leave --family out")
+    args.family = family.name
+    return config

@@ -68,16 +68,21 @@ def test_staged_training_trains_only_the_cross_attention(tmp_path, capsys):
     tree = write_cifar_tree(tmp_path / "data", n_per_class=4)
     main_train_ae(["--data", str(tree), "--out", str(tmp_path / "ae"), "--epochs", "1", "--batch-size", "8",
                    "--channels", "8", "--latent-channels", "4"])
-    common = ["--data", str(tree), "--autoencoder", str(tmp_path / "ae"), "--family", "luminars", "--batch-size", "8",
+    common = ["--data", str(tree), "--autoencoder", str(tmp_path / "ae"), "--batch-size", "8",
               "--epochs", "1", "--sample-steps", "1", "--eval-per-class", "0"]
-    main_train([*common, "--out", str(tmp_path / "s1"), "--widths", "16,32", "--cond-tokens", "2"])
+    main_train([*common, "--family", "luminars", "--out", str(tmp_path / "s1"), "--widths", "16,32", "--cond-tokens", "2",
+                "--recursion-choices", "1,2"])
+    # No --family: the --init-from model's; no --recursion-choices: the family's, up to what that model runs.
     main_train([*common, "--out", str(tmp_path / "s2"), "--init-from", str(tmp_path / "s1"), "--train-only",
                 "cross_attention", "--lr", "1e-2"])
     before = load_denoiser(tmp_path / "s1" / "denoiser").state_dict()
     after = load_denoiser(tmp_path / "s2" / "denoiser").state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(".cross." in k for k in changed), sorted(changed)
-    with pytest.raises(SystemExit) as e:
-        main_train([*common, "--out", str(tmp_path / "s3"), "--init-from", str(tmp_path / "s1"), "--train-only", "mlp"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and "no such part (it has: cross_attention)" in err[-1] and not (tmp_path / "s3").exists()
+    for bad, message in ((["--train-only", "mlp"], "no such part (it has: cross_attention)"),
+                         (["--family", "unet2d"], "holds a luminars model, not unet2d"),
+                         (["--recursion-choices", "1,3"], "runs at most 2 recursions")):
+        with pytest.raises(SystemExit) as e:
+            main_train([*common, "--out", str(tmp_path / "s3"), "--init-from", str(tmp_path / "s1"), *bad])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and message in err[-1] and not (tmp_path / "s3").exists(), err

@@ -33,7 +33,8 @@ from lrf_model.errors import LRFError
 aten = torch.ops.aten
 COMPLEX_OPS = (aten.view_as_complex.default, aten.view_as_real.default, aten.complex.default,
                aten._fft_r2c.default, aten._fft_c2r.default, aten._fft_c2c.default, aten.fft_rfft.default,
-               aten.fft_rfft2.default, aten.fft_irfft.default, aten.fft_irfft2.default)
+               aten.fft_rfft2.default, aten.fft_irfft.default, aten.fft_irfft2.default, aten.fft_fft.default,
+               aten.fft_fft2.default, aten.fft_ifft.default, aten.fft_ifft2.default)
 
 
 def dft_matrices(n: int, bins: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +50,8 @@ def dft_matrices(n: int, bins: int, dtype: torch.dtype) -> tuple[torch.Tensor, t
 
 
 def _dims(x: torch.Tensor, dim) -> list[int]:
-    return sorted(d % x.dim() for d in ([dim] if isinstance(dim, int) else dim))
+    """The transformed dims, normalized and in their given order (the last one listed is the halved one)."""
+    return [d % x.dim() for d in ([dim] if isinstance(dim, int) else dim)]
 
 
 def _right(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -63,10 +65,10 @@ def _left(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x.transpose(-1, -2), m).transpose(-1, -2)
 
 
-def r2c(x: torch.Tensor, two_dims: bool, scale: float, onesided: bool = True) -> torch.Tensor:
-    """The real DFT of ``x`` over its last dim (and the full DFT over the one before), as matmuls."""
+def r2c(x: torch.Tensor, two_dims: bool, scale: float) -> torch.Tensor:
+    """The onesided real DFT of ``x`` over its last dim (and the full DFT over the one before), as matmuls."""
     H, W = (x.shape[-2] if two_dims else 1), x.shape[-1]
-    cw, sw = dft_matrices(W, W // 2 + 1 if onesided else W, torch.float64)
+    cw, sw = dft_matrices(W, W // 2 + 1, torch.float64)
     re, im = _right(x, (cw * scale).to(x.dtype)), _right(x, (sw * -scale).to(x.dtype))  # (..., H, bins)
     if two_dims:  # the full DFT along dim -2: (Ch - i Sh)(re + i im)
         ch, sh = dft_matrices(H, H, x.dtype)
@@ -111,7 +113,7 @@ def _n(x: torch.Tensor, two_dims: bool, last: int) -> int:
 
 def _fft_r2c(x, dim, normalization, onesided):
     two = len(_dims(x, dim)) == 2
-    return r2c(x, two, _scale(normalization, _n(x, two, x.shape[-1])), onesided)
+    return r2c(x, two, _scale(normalization, _n(x, two, x.shape[-1])))
 
 
 def _fft_c2r(z, dim, normalization, last_dim_size):
@@ -143,19 +145,28 @@ TABLE = {aten._fft_r2c.default: _fft_r2c, aten._fft_c2r.default: _fft_c2r, aten.
 
 
 def _rewritable(node: torch.fx.Node) -> bool:
-    """Whether the node transforms the trailing one or two dims at their own size (no padding or cropping)."""
+    """Whether the node is a onesided real transform over the trailing one or two dims, in order,
+    at their own size (no padding or cropping of the input, no dropped bins for the inverse)."""
     x = node.args[0].meta["val"]
-    args = dict(zip(("x", "a", "dim", "c"), node.args)) | node.kwargs
+    args = dict(zip((a.name for a in node.target._schema.arguments), node.args)) | node.kwargs
+    rank, inverse = x.dim(), node.target in (aten._fft_c2r.default, aten.fft_irfft.default, aten.fft_irfft2.default)
     if node.target in (aten._fft_r2c.default, aten._fft_c2r.default):
-        dims = _dims(x, node.args[1])
-        return dims in ([x.dim() - 1], [x.dim() - 2, x.dim() - 1]) and (node.target != aten._fft_r2c.default or node.args[3])
-    two = node.target in (aten.fft_rfft2.default, aten.fft_irfft2.default)
-    dims = _dims(x, args.get("dim", (-2, -1) if two else -1))
-    size = args.get("a")  # rfft's n / rfft2's s
-    same = size is None or {aten.fft_rfft2.default: lambda: list(size) == list(x.shape[-2:]),
-                            aten.fft_rfft.default: lambda: size == x.shape[-1],
-                            aten.fft_irfft2.default: lambda: size[-2] == x.shape[-2]}.get(node.target, lambda: True)()
-    return dims == ([x.dim() - 2, x.dim() - 1] if two else [x.dim() - 1]) and same
+        dims, last = _dims(x, args["dim"]), args.get("last_dim_size")
+        if node.target == aten._fft_r2c.default and not args["onesided"]:
+            return False
+    else:
+        two = node.target in (aten.fft_rfft2.default, aten.fft_irfft2.default)
+        dims = _dims(x, args.get("dim", (-2, -1) if two else -1))
+        size = args.get("s" if two else "n")
+        size = None if size is None else ([size] if isinstance(size, int) else list(size))
+        if size is not None and len(dims) == 2 and size[0] != x.shape[-2]:
+            return False  # the complex dim padded or cropped
+        last = size[-1] if size is not None else (2 * (x.shape[-1] - 1) if inverse else x.shape[-1])
+        if not inverse and last != x.shape[-1]:
+            return False  # the real input padded or cropped
+    if inverse and x.shape[-1] != last // 2 + 1:
+        return False  # irfft would drop or add bins first
+    return dims in ([rank - 1], [rank - 2, rank - 1])
 
 
 def cancel_complex_round_trips(program: torch.export.ExportedProgram) -> None:
@@ -178,18 +189,26 @@ class FFTAsMatmul:
     def __call__(self, program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
         ffts = [n for n in program.graph.nodes if n.op == "call_function" and n.target in TABLE]
         if not ffts:
+            _refuse_complex(program)
             return program
         unsupported = [n for n in ffts if not _rewritable(n)]
         if unsupported:
-            raise LRFError(f"{unsupported[0].name}: only real FFTs over the last one or two dims become matmuls; "
-                           "write the model's transform as rfft/rfft2 over its trailing dims")
+            raise LRFError(f"{unsupported[0].name}: only real FFTs over the last one or two dims, in order and at "
+                           "their own size, become matmuls; write the model's transform as rfft/rfft2 over its trailing dims")
         from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
         program = program.run_decompositions({op: fn for op, fn in TABLE.items() if any(n.target == op for n in ffts)})
         cancel_complex_round_trips(program)
-        program = constant_prop_pass(program)  # the DFT matrices (arange, cos, ...) become stored constants
-        left = sorted({str(n.target) for n in program.graph.nodes if n.op == "call_function" and n.target in COMPLEX_OPS})
-        if left:
-            raise LRFError(f"complex values remain after the FFT rewrite ({', '.join(left)}): compute on "
-                           "torch.view_as_real pairs between rfft2 and irfft2, as the Fourier mixers here do")
+        # The DFT matrices (arange, cos, ...) become stored constants. Like ExecuTorch's own constant
+        # propagation, this folds any subgraph of parameters alone too (a slice of a weight): the
+        # numbers are the same; a model whose INT8 selection or weight sharing meets one says so in its gate.
+        program = constant_prop_pass(program)
+        _refuse_complex(program)
         return program
+
+
+def _refuse_complex(program: torch.export.ExportedProgram) -> None:
+    left = sorted({str(n.target) for n in program.graph.nodes if n.op == "call_function" and n.target in COMPLEX_OPS})
+    if left:
+        raise LRFError(f"complex values remain in the graph ({', '.join(left)}), which no target runs: compute on "
+                       "torch.view_as_real pairs between rfft/rfft2 and their inverses, as the Fourier mixers here do")

@@ -104,7 +104,9 @@ def _rewritable(node: torch.fx.Node) -> bool:
 
 
 class ForXnnpack:
-    """Pass: group norm, unmasked attention and integer nearest upsampling in XNNPACK's ops."""
+    """Pass: group norm, unmasked attention, integer nearest upsampling, SiLU and tanh-GELU in
+    XNNPACK's ops. Each op is rewritten only where all its nodes can be (a graph mixing tanh- and
+    erf-GELU keeps both as they are: the table is per op)."""
 
     name = "XNNPACK op rewrites"
 

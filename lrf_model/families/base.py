@@ -57,7 +57,7 @@ class Family:
     conditioning: tuple[str, ...] = ("class_id",)
     state: tuple[str, ...] = ()
     resume_keys: tuple[str, ...] = ()  # lrf-train flags a resumed run must keep
-    train_groups: dict[str, tuple[type, ...]] = field(default_factory=dict)
+    train_groups: dict[str, tuple[type, ...]] = field(default_factory=dict, hash=False, compare=False)
 
     def build(self, **config) -> ModelMixin:
         return self.model_class(**config)
@@ -78,14 +78,18 @@ class Family:
         """``{name: module}`` of the denoiser's modules that INT8 quantizes."""
         return {name: m for name, m in self.int8_candidates(model).items() if name not in self.int8_excluded}
 
+    def check_train_group(self, group: str | None) -> None:
+        """Refuse a ``--train-only`` group this family does not declare."""
+        if group is not None and group not in self.train_groups:
+            known = ", ".join(self.train_groups) or "none"
+            raise LRFError(f"--train-only {group}: the {self.name} family has no such part (it has: {known})")
+
     def trainable(self, model: torch.nn.Module, group: str | None) -> list[torch.nn.Parameter]:
         """The parameters ``lrf-train --train-only group`` trains: all of them for None, else those
         inside the modules of the group's types (every other parameter is frozen)."""
+        self.check_train_group(group)
         if group is None:
             return list(model.parameters())
-        if group not in self.train_groups:
-            known = ", ".join(self.train_groups) or "none"
-            raise LRFError(f"--train-only {group}: the {self.name} family has no such part (it has: {known})")
         chosen = {id(p): p for m in model.modules() if isinstance(m, self.train_groups[group]) for p in m.parameters()}
         return list(chosen.values())
 

@@ -288,8 +288,8 @@ def _validate(latent_size: int, num_classes: int, class_names, widths: tuple[int
               recursions: int, max_recursions: int) -> None:
     if not widths or len(widths) != len(depths):
         raise ConfigError(f"config: widths {widths} and depths {depths} need the same non-zero length (one per level)")
-    if any(c % heads for c in widths):
-        raise ConfigError(f"config: every width {widths} must be divisible by heads={heads}")
+    if heads < 1 or any(c % heads for c in widths):
+        raise ConfigError(f"config: heads={heads} must be positive and divide every width {widths}")
     if latent_size % (2 ** (len(widths) - 1)):
         raise ConfigError(f"config: latent_size {latent_size} cannot be halved {len(widths) - 1} times; "
                           "use fewer levels or a larger latent")

@@ -19,7 +19,18 @@ import torch
 from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..errors import LRFError
+from ..errors import ConfigError, LRFError
+
+
+def comma_ints(s: str) -> tuple[int, ...]:
+    """An ``lrf-train`` flag's comma-separated integers (widths, depths per level)."""
+    return tuple(int(x) for x in s.split(","))
+
+
+def check_class_names(class_names, num_classes: int) -> None:
+    """Refuse a config whose class names do not name every class once."""
+    if class_names is not None and len(class_names) != num_classes:
+        raise ConfigError(f"config: {len(class_names)} class_names for num_classes={num_classes}; give one name per class")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from ..errors import ConfigError
-from .base import Family
+from .base import Family, check_class_names, comma_ints
 
 
 class LayerNorm(nn.Module):
@@ -298,17 +298,12 @@ def _validate(latent_size: int, num_classes: int, class_names, widths: tuple[int
                           "kernel_size and time_freq_dim odd and even respectively")
     if not 1 <= recursions <= max_recursions:
         raise ConfigError(f"config: recursions={recursions} must lie in 1..max_recursions={max_recursions}")
-    if class_names is not None and len(class_names) != num_classes:
-        raise ConfigError(f"config: {len(class_names)} class_names for num_classes={num_classes}; give one name per class")
-
-
-def _ints(s: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in s.split(","))
+    check_class_names(class_names, num_classes)
 
 
 def _add_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--widths", type=_ints, default=(64, 128), help="LuminaRS: U-Net width per level (comma-separated)")
-    g.add_argument("--depths", type=_ints, default=(1, 1), help="LuminaRS: ConvNeXt blocks per level, each side")
+    g.add_argument("--widths", type=comma_ints, default=(64, 128), help="LuminaRS: U-Net width per level (comma-separated)")
+    g.add_argument("--depths", type=comma_ints, default=(1, 1), help="LuminaRS: ConvNeXt blocks per level, each side")
     g.add_argument("--bottleneck-depth", type=int, default=1, help="LuminaRS: ConvNeXt blocks in the bottleneck")
     g.add_argument("--cond-tokens", type=int, default=4, help="LuminaRS: conditioning tokens per class")
 

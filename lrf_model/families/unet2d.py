@@ -19,7 +19,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from ..errors import ConfigError
-from .base import Family
+from .base import Family, check_class_names, comma_ints
 
 
 class UNet2DDenoiser(ModelMixin, ConfigMixin):
@@ -67,16 +67,11 @@ def _validate(latent_size: int, num_classes: int, class_names, channels: tuple[i
                           "use fewer levels or a larger latent")
     if layers_per_block < 1 or num_classes < 1:
         raise ConfigError("config: layers_per_block and num_classes must be positive")
-    if class_names is not None and len(class_names) != num_classes:
-        raise ConfigError(f"config: {len(class_names)} class_names for num_classes={num_classes}; give one name per class")
-
-
-def _ints(s: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in s.split(","))
+    check_class_names(class_names, num_classes)
 
 
 def _add_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--block-out-channels", type=_ints, default=(64, 128), help="UNet width per level (comma-separated)")
+    g.add_argument("--block-out-channels", type=comma_ints, default=(64, 128), help="UNet width per level (comma-separated)")
     g.add_argument("--attention-levels", type=lambda s: tuple(x.strip() == "1" for x in s.split(",")), default=(False, True),
                    help="self-attention per level, 0/1 (comma-separated)")
     g.add_argument("--layers-per-block", type=int, default=1)

@@ -30,7 +30,7 @@ import common  # noqa: E402
 from lrf_model.autoencoder import build_autoencoder  # noqa: E402
 from lrf_model.model import LRFDenoiser  # noqa: E402
 from lrf_model.trainer import cpu_has_native_bf16, optimizer_step  # noqa: E402
-from lrf_model.training import Reconstruction, flow_loss, logit_normal, reconstruction_loss  # noqa: E402
+from lrf_model.training import Reconstruction, flow_loss, logit_normal, min_snr_weight, reconstruction_loss  # noqa: E402
 
 AE_SHAPE = dict(downsample=4, latent_channels=8, channels=48, decoder_channels=40)  # the candidate being trained
 
@@ -62,7 +62,7 @@ def step_fn(kind: str, owner, model, opt, batch: int, bf16: bool, channels_last:
         R = int(torch.randint(1, 5, (1,), generator=g))
         with ctx:
             loss = flow_loss(model, z0, y, logit_normal(batch, torch.device("cpu"), g), torch.randn(z0.shape, generator=g),
-                             R, "snr")
+                             R, min_snr_weight)
     else:
         x = torch.rand(batch, 3, 32, 32, generator=g) * 2 - 1
         if channels_last:

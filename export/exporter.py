@@ -25,7 +25,9 @@ from .bundle import staged_directory, write_manifest
 from .graphs import GraphSpec, decoder_spec, encoder_spec, is_guided, step_spec
 from .parity import TOLERANCES, check_bundle, gate_ok
 from .passes import Pass, run_passes
+from .passes.constants import FoldConstants
 from .passes.fft_matmul import FFTAsMatmul
+from .passes.scan import ScanAsOps
 from .passes.static_shapes import CheckSignature, CheckStatic, trace
 from .plan import build_plan
 from .passes.unroll import CheckNoControlFlow, CheckWeightsStoredOnce, fused_spec
@@ -114,8 +116,10 @@ def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> lis
 
 class Traces:
     """Each graph traced once per compute dtype (float32, or float16: :meth:`GraphSpec.in_half`),
-    on first use, with its FFTs as DFT matmuls (:class:`lrf_export.passes.fft_matmul.FFTAsMatmul`,
-    a no-op without FFTs); every target's passes start from a copy of that program (ExecuTorch's lowering
+    on first use, with its FFTs as DFT matmuls (:class:`lrf_export.passes.fft_matmul.FFTAsMatmul`)
+    and its linear scans written out (:class:`lrf_export.passes.scan.ScanAsOps`), each a no-op
+    where the graph has none, then what the weights alone determine folded into constants
+    (:class:`lrf_export.passes.constants.FoldConstants`); every target's passes start from a copy of that program (ExecuTorch's lowering
     edits the program it is given in place)."""
 
     def __init__(self, specs: dict[str, GraphSpec]):
@@ -125,8 +129,8 @@ class Traces:
         return self.specs[kind].in_half() if half else self.specs[kind]
 
     def get(self, kind: str, half: bool):
-        if (kind, half) not in self._programs:  # FFTs run on no target: every target gets their matmul form
-            self._programs[kind, half] = FFTAsMatmul()(trace(self.spec(kind, half)))
+        if (kind, half) not in self._programs:  # FFTs and scans run on no target: every target gets these forms
+            self._programs[kind, half] = run_passes(trace(self.spec(kind, half)), [FFTAsMatmul(), ScanAsOps(), FoldConstants()])
         return copy.deepcopy(self._programs[kind, half])
 
 

@@ -14,6 +14,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from .autoencoder import build_autoencoder, decoder_flops, load_autoencoder, to_model_space
 from .data import CIFAR10_CLASSES, cached_latents, images_to_tensor, load_cifar10
 from .errors import LRFError, cli_errors
-from .families import FAMILIES, family_named_in, get_family, load_denoiser
+from .families import FAMILIES, Family, family_named_in, get_family, load_denoiser
 from .plots import save_image_grid, save_loss_curve
 from .sampling import noised
 from .trainer import (append_log, epoch_batches, optimizer_step, read_log, refuse_changed_resume, run_steps,
@@ -209,15 +210,27 @@ def logit_normal(n: int, device: torch.device, generator: torch.Generator | None
     return torch.sigmoid(torch.randn(n, device=device, generator=generator))
 
 
+def min_snr_weight(t: torch.Tensor) -> torch.Tensor:
+    """Min-SNR-5 weights for the velocity loss, x2 so that the average weight is about 1."""
+    snr = ((1 - t) / t.clamp_min(1e-4)).pow(2)
+    return snr.clamp(max=5.0) / (snr + 1) * 2.0
+
+
 def flow_loss(model, z0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
-              recursions: int | None, weighting: str) -> torch.Tensor:
-    """Rectified-flow velocity loss. ``weighting='snr'``: min-SNR-5 weights; ``'mse'``: plain."""
+              recursions: int | None, weight: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+    """Rectified-flow velocity loss, each sample's MSE weighted by ``weight(t)`` (None: plain MSE)."""
     v = model(noised(z0, noise, t), t, labels, recursions)
     per_sample = (v.float() - (noise - z0)).pow(2).mean(dim=(1, 2, 3))
-    if weighting == "mse":
-        return per_sample.mean()
-    snr = ((1 - t) / t.clamp_min(1e-4)).pow(2)
-    return (per_sample * snr.clamp(max=5.0) / (snr + 1)).mean() * 2.0  # x2: average weight ~1
+    return per_sample.mean() if weight is None else (per_sample * weight(t)).mean()
+
+
+def loss_weight(name: str, family: Family) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``lrf-train --loss``'s weight: ``snr`` (min-SNR-5), ``mse`` (none) or ``family`` (the family's own, the seed's)."""
+    if name == "family":
+        if family.loss_weight is None:
+            raise LRFError(f"--loss family: the {family.name} family declares no loss weight; use --loss snr or mse")
+        return family.loss_weight
+    return {"snr": min_snr_weight, "mse": None}[name]
 
 
 @torch.no_grad()
@@ -229,7 +242,7 @@ def validation_loss(model, z0: torch.Tensor, labels: torch.Tensor, recursions: i
     for t_val in ts:
         noise = torch.randn(z0.shape, generator=g).to(z0.device)
         t = torch.full((z0.shape[0],), float(t_val), device=z0.device)
-        total += flow_loss(model, z0, labels, t, noise, recursions, "mse").item()
+        total += flow_loss(model, z0, labels, t, noise, recursions, None).item()
     return total / len(ts)
 
 
@@ -299,6 +312,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     family = get_family(args.family)
+    weight = loss_weight(args.loss, family)
     refuse_changed_resume(out, args, DENOISER_RESUME_KEYS + family.resume_keys)
     torch.manual_seed(args.seed)
     ae_dir = Path(args.autoencoder) if args.autoencoder else default_checkpoint() / "autoencoder"
@@ -384,7 +398,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         t = logit_normal(n, rt.device, g)
         noise = torch.randn(z0.shape, device=rt.device, generator=g)
         with rt.autocast():
-            loss = flow_loss(ddp, z0, y, t, noise, R, args.loss)
+            loss = flow_loss(ddp, z0, y, t, noise, R, weight)
         gnorm = optimizer_step(loss, model.parameters(), opt)
         sched.step()
         ema.step(model.parameters())
@@ -418,9 +432,12 @@ def main_train(argv: list[str] | None = None) -> None:
         family.add_arguments(p.add_argument_group(f"family {family.name}", family.description))
     g = p.add_argument_group("recursive families", ", ".join(f.name for f in FAMILIES.values() if f.recursive))
     g.add_argument("--recursions", type=int, default=2, help="default recursion count stored in the config")
+    g = p.add_argument_group("cross-attention families", "luminars, iris")
+    g.add_argument("--cond-tokens", type=int, default=4, help="learned conditioning tokens per class (a text encoder's place)")
     g.add_argument("--recursion-choices", type=lambda s: [int(x) for x in s.split(",")], default=None,
                    help="R drawn per batch from these (comma-separated; default: the family's)")
-    p.add_argument("--loss", choices=["snr", "mse"], default="snr")
+    p.add_argument("--loss", choices=["snr", "mse", "family"], default=None,
+                   help="loss weight over t: min-SNR-5, none, or the family's own (default: the family's if it has one, else snr)")
     p.add_argument("--init-from", default=None,
                    help="start from this trained run/pipeline/denoiser folder (a new stage: fresh optimizer and schedule; "
                         "its architecture, not the family flags)")
@@ -437,6 +454,8 @@ def main_train(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     start = staged_start(args)  # before anything is written
     family = FAMILIES[args.family]
+    args.loss = args.loss or ("family" if family.loss_weight is not None else "snr")
+    loss_weight(args.loss, family)  # refused here, before anything is written
     if args.recursion_choices is None:
         limit = start.get("max_recursions", 1) if start else max(family.train_recursions, default=1)
         args.recursion_choices = [r for r in family.train_recursions if r <= limit]

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from lrf_export.passes import run_passes
+from lrf_export.passes.constants import FoldConstants
 from lrf_export.passes.fft_matmul import COMPLEX_OPS, FFTAsMatmul
 from lrf_model.errors import LRFError
 
@@ -37,7 +39,7 @@ CASES = [(8, 8, None, True), (8, 7, "ortho", True), (5, 10, "forward", True), (4
 def rewritten(h: int, w: int, norm: str | None, two_dims: bool):
     model = FourierMixer(3, h, w, norm, two_dims).eval()
     x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(1))
-    return model, x, FFTAsMatmul()(torch.export.export(model, (x,)))
+    return model, x, run_passes(torch.export.export(model, (x,)), [FFTAsMatmul(), FoldConstants()])
 
 
 @pytest.mark.parametrize("h,w,norm,two_dims", CASES)

@@ -4,7 +4,7 @@ import torch
 from lrf_model.errors import ConfigError
 from lrf_model.model import LRFDenoiser
 from lrf_model.sampling import guided_velocity
-from lrf_model.training import flow_loss, logit_normal
+from lrf_model.training import flow_loss, logit_normal, min_snr_weight
 
 from .conftest import randomize
 
@@ -41,7 +41,7 @@ def test_cfg_scale_one_is_conditional_prediction(tiny_denoiser):
     assert not torch.allclose(cond, uncond, atol=1e-4)  # the class matters
 
 
-@pytest.mark.parametrize("weighting", ["snr", "mse"])
+@pytest.mark.parametrize("weighting", [min_snr_weight, None])
 def test_loss_falls_when_overfitting_tiny_batch(weighting):
     torch.manual_seed(0)
     m = LRFDenoiser(hidden_dim=32, num_heads=2, num_blocks=2)

@@ -12,9 +12,9 @@ arithmetic on (real, imaginary) pairs -> ``torch.view_as_complex`` -> ``torch.ff
 pass (program -> program) decomposes each forward transform into two real matmul stages returning
 ``view_as_complex(stack([re, im], -1))`` and each inverse into matmuls of ``view_as_real(z)``,
 kept interleaved; then every ``view_as_real(view_as_complex(t))`` is ``t``, so no complex tensor
-is left, and the DFT matrices are folded into stored constants. The matmuls are linear layers
-with constant weights (XNNPACK's fully-connected op): a Fourier mixer lowers to one XNNPACK
-partition, exact to ~4e-7 of ``torch.fft`` in float32. A program that computes on complex values between the transforms (instead of
+is left; :class:`lrf_export.passes.constants.FoldConstants` then folds the DFT matrices into
+stored constants. The matmuls are linear layers with constant weights (XNNPACK's fully-connected
+op): a Fourier mixer lowers to one XNNPACK partition, exact to ~4e-7 of ``torch.fft`` in float32. A program that computes on complex values between the transforms (instead of
 on pairs) keeps complex ops, and :class:`FFTAsMatmul` refuses it with one line.
 
 The transforms run over the last one or two dims (``rfft``/``rfft2`` of a token grid), any
@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
+from lrf_model.dft import irfft_pairs, rfft_pairs
 from lrf_model.errors import LRFError
 
 aten = torch.ops.aten
@@ -37,64 +37,17 @@ COMPLEX_OPS = (aten.view_as_complex.default, aten.view_as_real.default, aten.com
                aten.fft_fft2.default, aten.fft_ifft.default, aten.fft_ifft2.default)
 
 
-def dft_matrices(n: int, bins: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(cos, sin)`` of ``2 pi k j / n``, shaped (n, bins): row j (sample), column k (frequency).
-
-    Built from ops (``arange``, ``cos``) rather than as a tensor literal, which a decomposition
-    cannot lift into the program's constants: :class:`FFTAsMatmul` folds them into constants
-    afterwards. In float64, with the angle reduced modulo n, so the rounding is the dtype's alone."""
-    j = torch.arange(n, dtype=torch.float64).reshape(n, 1)
-    k = torch.arange(bins, dtype=torch.float64).reshape(1, bins)
-    angle = (j * k).remainder(n) * (2.0 * math.pi / n)
-    return torch.cos(angle).to(dtype), torch.sin(angle).to(dtype)
-
-
 def _dims(x: torch.Tensor, dim) -> list[int]:
     """The transformed dims, normalized and in their given order (the last one listed is the halved one)."""
     return [d % x.dim() for d in ([dim] if isinstance(dim, int) else dim)]
 
 
-def _right(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``x @ m`` as a linear layer with a constant weight: XNNPACK's fully-connected op, where a
-    batched ``matmul`` with a 2-D operand exports as a broadcast ``expand`` it does not delegate."""
-    return F.linear(x, m.transpose(0, 1))
-
-
-def _left(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``m @ x`` over dim -2 of ``x``, written as a right product."""
-    return F.linear(x.transpose(-1, -2), m).transpose(-1, -2)
-
-
 def r2c(x: torch.Tensor, two_dims: bool, scale: float) -> torch.Tensor:
-    """The onesided real DFT of ``x`` over its last dim (and the full DFT over the one before), as matmuls."""
-    H, W = (x.shape[-2] if two_dims else 1), x.shape[-1]
-    cw, sw = dft_matrices(W, W // 2 + 1, torch.float64)
-    re, im = _right(x, (cw * scale).to(x.dtype)), _right(x, (sw * -scale).to(x.dtype))  # (..., H, bins)
-    if two_dims:  # the full DFT along dim -2: (Ch - i Sh)(re + i im)
-        ch, sh = dft_matrices(H, H, x.dtype)
-        re, im = _left(ch, re) + _left(sh, im), _left(ch, im) - _left(sh, re)
-    return torch.view_as_complex(torch.stack([re, im], dim=-1))
+    return torch.view_as_complex(rfft_pairs(x, two_dims, scale))
 
 
 def c2r(z: torch.Tensor, two_dims: bool, scale: float, last_dim_size: int) -> torch.Tensor:
-    """The inverse of :func:`r2c` (onesided), as matmuls of the (real, imaginary) pairs
-    ``view_as_real(z)`` kept interleaved: no op picks a half out (XNNPACK delegates no ``select``)."""
-    pairs = torch.view_as_real(z)  # (..., H, bins, 2)
-    *lead, bins, _ = pairs.shape
-    H, W = (lead[-1] if two_dims else 1), last_dim_size
-    flat = pairs.reshape(*lead, 2 * bins)  # (..., H, 2*bins): re0, im0, re1, im1, ...
-    if two_dims:  # the inverse DFT along dim -2: (Ch + i Sh)(re + i im) = Ch (re, im) + Sh (-im, re)
-        ch, sh = dft_matrices(H, H, flat.dtype)
-        turned = torch.cat([-pairs[..., 1:2], pairs[..., 0:1]], dim=-1).reshape(*lead, 2 * bins)
-        flat = _left(ch, flat) + _left(sh, turned)
-    # Hermitian inverse along the last dim: every bin but DC (and Nyquist for even W) counts twice;
-    # the imaginary parts of those two bins meet sin(0) = sin(pi w) = 0, as irfft ignores them.
-    cw, sw = dft_matrices(W, bins, torch.float64)  # (W, bins)
-    k = torch.arange(bins, dtype=torch.float64).reshape(1, bins)
-    nyquist = W // 2 if W % 2 == 0 and bins == W // 2 + 1 else -1
-    weight = torch.where((k == 0) | (k == nyquist), scale, 2.0 * scale)  # (1, bins)
-    inverse = torch.stack([cw * weight, -sw * weight], dim=-1).reshape(W, 2 * bins)  # interleaved like ``flat``
-    return F.linear(flat, inverse.to(flat.dtype))  # (..., H, W)
+    return irfft_pairs(torch.view_as_real(z), two_dims, scale, last_dim_size)
 
 
 # Forward transforms scale by 1 ("backward"), 1/sqrt(n) ("ortho") or 1/n ("forward"); inverse ones the other way.
@@ -195,14 +148,8 @@ class FFTAsMatmul:
         if unsupported:
             raise LRFError(f"{unsupported[0].name}: only real FFTs over the last one or two dims, in order and at "
                            "their own size, become matmuls; write the model's transform as rfft/rfft2 over its trailing dims")
-        from executorch.exir.passes.constant_prop_pass import constant_prop_pass
-
         program = program.run_decompositions({op: fn for op, fn in TABLE.items() if any(n.target == op for n in ffts)})
         cancel_complex_round_trips(program)
-        # The DFT matrices (arange, cos, ...) become stored constants. Like ExecuTorch's own constant
-        # propagation, this folds any subgraph of parameters alone too (a slice of a weight): the
-        # numbers are the same; a model whose INT8 selection or weight sharing meets one says so in its gate.
-        program = constant_prop_pass(program)
         _refuse_complex(program)
         return program
 

@@ -10,6 +10,8 @@ guards make the promise of unrolling concrete, on the program that is lowered:
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from lrf_model.errors import LRFError
@@ -47,35 +49,53 @@ class CheckNoControlFlow:
         return program
 
 
-def used_tensors(program: torch.export.ExportedProgram) -> list[torch.Tensor]:
-    """The stored tensors (parameters, buffers, lifted constants) the graph reads. A quantized
-    program keeps the float originals of its folded int8 weights in its state dict, unused:
-    no backend stores those."""
+def used_tensors(program: torch.export.ExportedProgram, constants_only: bool = False) -> list[torch.Tensor]:
+    """The stored tensors (parameters, buffers, lifted constants; or the lifted constants alone:
+    what constant folding and INT8 quantization created) the graph reads. A quantized program
+    keeps the float originals of its folded int8 weights in its state dict, unused: no backend
+    stores those."""
     sig = program.graph_signature
-    names = {**sig.inputs_to_parameters, **sig.inputs_to_buffers, **sig.inputs_to_lifted_tensor_constants}
+    lifted = dict(sig.inputs_to_lifted_tensor_constants)
+    names = lifted if constants_only else {**sig.inputs_to_parameters, **sig.inputs_to_buffers, **lifted}
     stored = {**program.state_dict, **program.constants}
     return [t for n in program.graph.nodes if n.op == "placeholder" and n.name in names and n.users
             and isinstance(t := stored[names[n.name]], torch.Tensor)]
 
 
-def stored_bytes(program: torch.export.ExportedProgram) -> int:
+def stored_bytes(program: torch.export.ExportedProgram, constants_only: bool = False) -> int:
     """Bytes of the distinct tensors the program reads."""
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in used_tensors(program)}
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in used_tensors(program, constants_only)}
     return sum(storages.values())
 
 
 class CheckWeightsStoredOnce:
-    """Guard: the program stores no more than ``module``'s own weights (and 5% + 4 KiB of constants)."""
+    """Guard: the program's weights are ``module``'s own (5% + 4 KiB of slack), and no constant
+    derived from them (folded, or quantized) is stored twice.
+
+    The constants folded from weights (IRIS's decay matrices, INT8's weights, DFT matrices) are
+    the program's own and stored once each: a copy per application, which an unrolled loop
+    folded use by use would make, is a second tensor of the same bytes."""
 
     name = "weights stored once"
+    MIN_BYTES = 1024  # smaller folded constants (a scale, a zero row) may coincide by value
 
     def __init__(self, module: torch.nn.Module):
         tensors = {id(t): t for t in list(module.parameters()) + list(module.buffers())}
         self.own = sum(t.untyped_storage().nbytes() for t in tensors.values())
 
     def __call__(self, program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-        got = stored_bytes(program)
+        got = stored_bytes(program) - stored_bytes(program, constants_only=True)
         if got > self.own * 1.05 + 4096:
             raise LRFError(f"unrolled graph stores {got} bytes of tensors for {self.own} bytes of weights; "
                            "weights were duplicated")
+        seen: dict[tuple, int] = {}
+        for t in {t.untyped_storage().data_ptr(): t for t in used_tensors(program, constants_only=True)}.values():
+            if t.numel() * t.element_size() >= self.MIN_BYTES:
+                key = (t.dtype, tuple(t.shape), hashlib.sha256(t.detach().contiguous().view(torch.uint8).numpy()).hexdigest())
+                seen[key] = seen.get(key, 0) + 1
+        copies = {k: n for k, n in seen.items() if n > 1}
+        if copies:
+            (dtype, shape, _), n = next(iter(copies.items()))
+            raise LRFError(f"unrolled graph stores a folded {list(shape)} {dtype} constant {n} times; weights were "
+                           "duplicated (merge common subexpressions before folding constants)")
         return program

@@ -14,14 +14,15 @@ import torch
 
 from ..errors import LRFError, first_line
 from .base import Family
+from .iris import IRIS
 from .lrf import LRF
 from .luminars import LUMINARS
 from .unet2d import UNET2D
 
-__all__ = ["FAMILIES", "LRF", "LUMINARS", "UNET2D", "Family", "class_names", "family_named_in", "family_of", "get_family",
+__all__ = ["FAMILIES", "IRIS", "LRF", "LUMINARS", "UNET2D", "Family", "class_names", "family_named_in", "family_of", "get_family",
            "latent_shape", "load_denoiser"]
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (LRF, UNET2D, LUMINARS)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (LRF, UNET2D, LUMINARS, IRIS)}
 _BY_CLASS = {f.model_class.__name__: f for f in FAMILIES.values()}
 
 

@@ -49,6 +49,8 @@ class Family:
       the R values training draws from by default (``lrf-train --recursion-choices``);
     - ``train_groups``: named parts of the denoiser (by module type) that ``lrf-train --train-only``
       can train alone, the rest frozen (staged fine-tuning, e.g. LuminaRS's cross-attention stage);
+    - ``loss_weight``: the family's own weight ``w(t)`` of the velocity loss (the seed's), which
+      ``lrf-train`` uses unless ``--loss`` says otherwise;
     - ``add_arguments`` / ``config_from_args``: the family's architecture flags of ``lrf-train``;
     - ``tiny_config``: a small random model for tests.
     """
@@ -69,6 +71,7 @@ class Family:
     state: tuple[str, ...] = ()
     resume_keys: tuple[str, ...] = ()  # lrf-train flags a resumed run must keep
     train_groups: dict[str, tuple[type, ...]] = field(default_factory=dict, hash=False, compare=False)
+    loss_weight: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, hash=False, compare=False)
 
     def build(self, **config) -> ModelMixin:
         return self.model_class(**config)

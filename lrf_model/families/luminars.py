@@ -41,35 +41,7 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from ..errors import ConfigError
 from .base import Family, check_class_names, comma_ints
-
-
-class LayerNorm(nn.Module):
-    """LayerNorm over the last dim without a learned affine (adaLN supplies it).
-
-    The means are a linear with a constant 1/C row (XNNPACK delegates no layer_norm, and a 3-D
-    ``matmul`` with a batch above 1 exports as a broadcast ``expand`` it refuses too, cutting the
-    step into a partition per norm)."""
-
-    def __init__(self, dim: int, eps: float = 1e-6):
-        super().__init__()
-        self.eps = eps
-        self.register_buffer("mean_row", torch.full((1, dim), 1.0 / dim), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = x - F.linear(x, self.mean_row)  # (B, N, C)
-        return d / torch.sqrt(F.linear(d * d + self.eps, self.mean_row))  # eps inside, as LRF's RMSNorm
-
-
-def to_map(x: torch.Tensor, side: int) -> torch.Tensor:
-    """(B, N, C) tokens -> (B, C, side, side) map."""
-    B, N, C = x.shape
-    return x.permute(0, 2, 1).reshape(B, C, side, side)
-
-
-def to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) map -> (B, H*W, C) tokens."""
-    B, C, H, W = x.shape
-    return x.reshape(B, C, H * W).permute(0, 2, 1)
+from .layers import LayerNorm, frequencies, one_hot, sinusoids, to_map, to_tokens
 
 
 class MultiQueryCrossAttention(nn.Module):
@@ -223,9 +195,7 @@ class LuminaRSDenoiser(ModelMixin, ConfigMixin):
         _validate(latent_size, num_classes, class_names, tuple(widths), tuple(depths), bottleneck_depth, heads,
                   kernel_size, cond_tokens, cond_dim, time_freq_dim, recursions, max_recursions)
         C0, T = widths[0], 4 * widths[0]
-        half = time_freq_dim // 2
-        self.register_buffer("freqs", torch.exp(-math.log(10_000.0) * torch.arange(half) / half).reshape(1, half) * 1000.0,
-                             persistent=False)
+        self.register_buffer("freqs", frequencies(time_freq_dim), persistent=False)
         self.time_mlp1 = nn.Linear(time_freq_dim, T)
         self.time_mlp2 = nn.Linear(T, T)
         self.register_buffer("class_ids", torch.arange(num_classes + 1).reshape(1, -1), persistent=False)
@@ -237,12 +207,9 @@ class LuminaRSDenoiser(ModelMixin, ConfigMixin):
 
     def conditioning(self, t_seed: torch.Tensor, class_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Time embedding (B, T) and conditioning tokens (B, K, cond_dim)."""
-        # Sinusoids in float32 whatever the model's dtype, as LRF v2's (float16 would keep ~1 bit of fraction).
-        args = t_seed.reshape(-1, 1).float() * self.freqs.float()  # (B, F/2)
-        temb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(self.time_mlp1.weight.dtype)  # (B, F)
+        temb = sinusoids(t_seed, self.freqs, self.time_mlp1.weight.dtype)  # (B, F)
         temb = F.silu(self.time_mlp2(F.silu(self.time_mlp1(temb))))  # (B, T)
-        onehot = (class_labels.reshape(-1, 1) == self.class_ids).to(temb.dtype)  # (B, classes+1)
-        cond = torch.matmul(onehot, self.class_tokens)  # (B, K*cond_dim)
+        cond = torch.matmul(one_hot(class_labels, self.class_ids, temb.dtype), self.class_tokens)  # (B, K*cond_dim)
         return temb, cond.reshape(-1, self.config.cond_tokens, self.config.cond_dim)
 
     def seed_velocity(self, x: torch.Tensor, t_seed: torch.Tensor, class_labels: torch.Tensor,
@@ -305,7 +272,6 @@ def _add_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--widths", type=comma_ints, default=(64, 128), help="LuminaRS: U-Net width per level (comma-separated)")
     g.add_argument("--depths", type=comma_ints, default=(1, 1), help="LuminaRS: ConvNeXt blocks per level, each side")
     g.add_argument("--bottleneck-depth", type=int, default=1, help="LuminaRS: ConvNeXt blocks in the bottleneck")
-    g.add_argument("--cond-tokens", type=int, default=4, help="LuminaRS: conditioning tokens per class")
 
 
 def _config_from_args(args: argparse.Namespace) -> dict:

@@ -1,0 +1,83 @@
+"""Write ``lrf::linear_scan`` (``h_t = a_t h_{t-1} + u_t`` along dim 1, :mod:`lrf_model.ops`) in
+ops every target runs. No runtime has a scan kernel: ExecuTorch would need the custom op
+registered in C++, Core ML and ONNX have no converter for it, and XNNPACK delegates no
+cumulative sum.
+
+Two forms, both program -> program and both exact to float rounding:
+
+- ``unrolled``: one multiply-add per position, the positions concatenated back. L small
+  ops, all XNNPACK's (mul, add, slice, cat); cost O(L) per channel.
+- ``decay_matrix``: the closed form ``h_t = sum_{s<=t} exp(L_t - L_s) u_s`` with ``L`` the
+  running sum of ``log a``: the running sum as a matmul with a constant triangular matrix, the
+  masked decay matrix ``exp(L_t - L_s + mask)`` and one batched matmul per channel; O(L^2)
+  per channel, a few large ops instead of L small ones.
+
+Measured on IRIS's step graph (``benchmarks/scan_forms.py``, partitions, latency and error
+against the reference op): :data:`DEFAULT_FORM` is the one every export uses.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lrf_model.errors import LRFError
+from lrf_model.ops import linear_scan  # noqa: F401  (registers lrf::linear_scan)
+
+SCAN = torch.ops.lrf.linear_scan.default
+
+
+def unrolled(a: torch.Tensor, u: torch.Tensor, reverse: bool) -> torch.Tensor:
+    L = u.shape[1]
+    order = range(L - 1, -1, -1) if reverse else range(L)
+    h, out = None, [None] * L
+    for t in order:
+        u_t = u.narrow(1, t, 1)  # (B, 1, ...): slices, no select (XNNPACK has static slices, not select)
+        h = u_t if h is None else a.narrow(1, t, 1) * h + u_t
+        out[t] = h
+    return _cat(out)
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate along dim 1 in a tree of at most 4-way cats (XNNPACK concatenates 2 to 5 inputs)."""
+    while len(parts) > 1:
+        parts = [torch.cat(parts[i:i + 4], dim=1) if len(parts[i:i + 4]) > 1 else parts[i] for i in range(0, len(parts), 4)]
+    return parts[0]
+
+
+def decay_matrix(a: torch.Tensor, u: torch.Tensor, reverse: bool) -> torch.Tensor:
+    B, L = u.shape[:2]
+    rest = u.shape[2:]
+    C = u[0, 0].numel()
+    tiny = 1e-7 if a.dtype == torch.float16 else 1e-30
+    log_a = torch.log(a.clamp_min(tiny)).reshape(B, L, C).permute(0, 2, 1)  # (B, C, L)
+    t, s = torch.arange(L).reshape(L, 1), torch.arange(L).reshape(1, L)
+    # Running sums of log a as a product with a triangular 0/1 matrix: cum[t] = sum of log a over (s, t] or [t, s).
+    upto = (s <= t) if not reverse else (s >= t)
+    cum = F.linear(log_a, upto.to(u.dtype))  # (B, C, L)
+    # h_t = sum_{s on t's past side} exp(cum_t - cum_s) u_s; the future side masked to exp(-large) = 0.
+    mask = torch.where(upto, 0.0, -1e4).to(u.dtype)  # (L, L)
+    decay = torch.exp(cum.unsqueeze(-1) - cum.unsqueeze(-2) + mask)  # (B, C, L, L)
+    uc = u.reshape(B, L, C).permute(0, 2, 1).reshape(B * C, L, 1)
+    h = torch.bmm(decay.reshape(B * C, L, L), uc)  # (B*C, L, 1)
+    return h.reshape(B, C, L).permute(0, 2, 1).reshape(B, L, *rest)
+
+
+FORMS = {"unrolled": unrolled, "decay_matrix": decay_matrix}
+DEFAULT_FORM = "unrolled"
+
+
+class ScanAsOps:
+    """Pass: every ``lrf::linear_scan`` node in the chosen form (a no-op without scans)."""
+
+    name = "linear scan as ops"
+
+    def __init__(self, form: str = DEFAULT_FORM):
+        if form not in FORMS:
+            raise LRFError(f"unknown scan form '{form}'; use one of {', '.join(FORMS)}")
+        self.form = form
+
+    def __call__(self, program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+        if not any(n.op == "call_function" and n.target == SCAN for n in program.graph.nodes):
+            return program
+        return program.run_decompositions({SCAN: FORMS[self.form]})

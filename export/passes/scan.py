@@ -10,7 +10,9 @@ Two forms, both program -> program and both exact to float rounding:
 - ``decay_matrix``: the closed form ``h_t = sum_{s<=t} exp(L_t - L_s) u_s`` with ``L`` the
   running sum of ``log a``: the running sum as a matmul with a constant triangular matrix, the
   masked decay matrix ``exp(L_t - L_s + mask)`` and one batched matmul per channel; O(L^2)
-  per channel, a few large ops instead of L small ones.
+  per channel, a few large ops instead of L small ones;
+- ``chunked``: the decay matrix inside chunks of 16 positions, the state carried across chunks:
+  O(L * 16) per channel, L/16 sequential steps (Mamba-2's SSD form).
 
 Measured on IRIS's step graph (``benchmarks/scan_forms.py``, partitions, latency and error
 against the reference op): :data:`DEFAULT_FORM` is the one every export uses.
@@ -45,6 +47,16 @@ def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
     return parts[0]
 
 
+def _column(x: torch.Tensor) -> torch.Tensor:
+    """(..., L) -> (..., L, 1) as a reshape: XNNPACK delegates reshapes, not ``unsqueeze``."""
+    return x.reshape(*x.shape, 1)
+
+
+def _row(x: torch.Tensor) -> torch.Tensor:
+    """(..., L) -> (..., 1, L)."""
+    return x.reshape(*x.shape[:-1], 1, x.shape[-1])
+
+
 def decay_matrix(a: torch.Tensor, u: torch.Tensor, reverse: bool) -> torch.Tensor:
     B, L = u.shape[:2]
     rest = u.shape[2:]
@@ -57,13 +69,39 @@ def decay_matrix(a: torch.Tensor, u: torch.Tensor, reverse: bool) -> torch.Tenso
     cum = F.linear(log_a, upto.to(u.dtype))  # (B, C, L)
     # h_t = sum_{s on t's past side} exp(cum_t - cum_s) u_s; the future side masked to exp(-large) = 0.
     mask = torch.where(upto, 0.0, -1e4).to(u.dtype)  # (L, L)
-    decay = torch.exp(cum.unsqueeze(-1) - cum.unsqueeze(-2) + mask)  # (B, C, L, L)
+    decay = torch.exp(_column(cum) - _row(cum) + mask)  # (B, C, L, L)
     uc = u.reshape(B, L, C).permute(0, 2, 1).reshape(B * C, L, 1)
     h = torch.bmm(decay.reshape(B * C, L, L), uc)  # (B*C, L, 1)
     return h.reshape(B, C, L).permute(0, 2, 1).reshape(B, L, *rest)
 
 
-FORMS = {"unrolled": unrolled, "decay_matrix": decay_matrix}
+def chunked(a: torch.Tensor, u: torch.Tensor, reverse: bool, chunk: int = 16) -> torch.Tensor:
+    """The decay-matrix form inside chunks of ``chunk`` positions, the chunks' end states carried
+    from chunk to chunk (L/chunk multiply-adds): O(L * chunk) per channel, as Mamba-2's SSD."""
+    B, L = u.shape[:2]
+    if L % chunk or L <= chunk:
+        return decay_matrix(a, u, reverse)
+    rest, C, n, K = u.shape[2:], u[0, 0].numel(), L // chunk, chunk
+    tiny = 1e-7 if a.dtype == torch.float16 else 1e-30
+    log_a = torch.log(a.clamp_min(tiny)).reshape(B, n, K, C).permute(0, 1, 3, 2)  # (B, n, C, K)
+    t, s = torch.arange(K).reshape(K, 1), torch.arange(K).reshape(1, K)
+    upto = (s <= t) if not reverse else (s >= t)
+    cum = F.linear(log_a, upto.to(u.dtype))  # (B, n, C, K): log of the decay from the chunk's start to t
+    mask = torch.where(upto, 0.0, -1e4).to(u.dtype)
+    decay = torch.exp(_column(cum) - _row(cum) + mask)  # (B, n, C, K, K)
+    uc = u.reshape(B, n, K, C).permute(0, 1, 3, 2).reshape(B * n * C, K, 1)
+    local = torch.bmm(decay.reshape(B * n * C, K, K), uc).reshape(B, n, C, K)  # each chunk from a zero state
+    carry_in = torch.exp(cum)  # (B, n, C, K): how much of the state entering the chunk reaches t
+    last = 0 if reverse else K - 1  # where a chunk hands its state on
+    out, state = [None] * n, None
+    for j in (range(n - 1, -1, -1) if reverse else range(n)):
+        h = local.narrow(1, j, 1) if state is None else local.narrow(1, j, 1) + carry_in.narrow(1, j, 1) * state
+        out[j] = h  # (B, 1, C, K)
+        state = h.narrow(3, last, 1)  # (B, 1, C, 1)
+    return _cat(out).permute(0, 1, 3, 2).reshape(B, L, *rest)
+
+
+FORMS = {"unrolled": unrolled, "decay_matrix": decay_matrix, "chunked": chunked}
 DEFAULT_FORM = "unrolled"
 
 

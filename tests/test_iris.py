@@ -90,10 +90,10 @@ def test_the_core_is_shared_and_iteration_aware():
     model = tiny_family_denoiser("iris")
     z, t, y = torch.randn(1, 4, 8, 8), torch.tensor([0.5]), torch.tensor([1])
     with torch.no_grad():
-        outs = [model(z, t, y, r) for r in (1, 2, 3)]
-    assert all((a - b).abs().max() > 1e-4 for a, b in zip(outs, outs[1:]))
-    with pytest.raises(ValueError, match="recursions=4 is out of range"):
-        model(z, t, y, 4)
+        outs = [model(z, t, y, r) for r in (1, 2)]
+    assert (outs[0] - outs[1]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="recursions=3 is out of range"):
+        model(z, t, y, 3)
 
 
 def test_weight_derived_constants_are_folded_once_however_many_iterations_use_them():
@@ -106,12 +106,12 @@ def test_weight_derived_constants_are_folded_once_however_many_iterations_use_th
     from lrf_export.passes.static_shapes import trace
 
     model = tiny_family_denoiser("iris")
-    spec = step_spec(model, 3)
+    spec = step_spec(model, 2)
     guard = CheckWeightsStoredOnce(spec.module)
     program = run_passes(trace(spec), [FFTAsMatmul(), ScanAsOps(), FoldConstants()])
     assert guard(program) is program
     per_use = constant_prop_pass(run_passes(trace(spec), [FFTAsMatmul(), ScanAsOps()]))
-    with pytest.raises(LRFError, match="constant 3 times; weights were duplicated"):
+    with pytest.raises(LRFError, match="constant 2 times; weights were duplicated"):
         guard(per_use)
 
 

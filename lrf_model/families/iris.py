@@ -361,7 +361,7 @@ IRIS = Family(
     add_arguments=_add_arguments,
     config_from_args=_config_from_args,
     tiny_config=dict(dim=48, core_depth=1, heads=2, fourier_blocks=2, window=4, expansion=2, cond_tokens=2, cond_dim=48,
-                     time_freq_dim=16, recursions=2, max_recursions=3),
+                     time_freq_dim=16, recursions=1, max_recursions=2),
     resume_keys=("dim", "core_depth", "fourier_blocks", "cond_tokens", "recursions", "recursion_choices"),
     loss_weight=snr_weight,
 )

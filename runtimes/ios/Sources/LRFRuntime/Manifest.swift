@@ -205,14 +205,14 @@ public struct Manifest: Decodable, Sendable {
         !rel.isEmpty && !rel.hasPrefix("/") && !rel.split(separator: "/", omittingEmptySubsequences: false).contains("..")
     }
 
-    /// 1 to 8 dimensions of at least 1, at most 2^28 elements in all (as lrf-native).
+    /// 1 to 8 dimensions of at least 1, at most 2^26 elements in all (as lrf-native).
     static func isPossible(_ shape: [Int]) -> Bool {
         guard (1...8).contains(shape.count) else { return false }
         var count = 1
         for d in shape {
-            guard d >= 1, d <= 1 << 28 else { return false }
-            count *= d  // both factors <= 2^28: no overflow
-            guard count <= 1 << 28 else { return false }
+            guard d >= 1, d <= 1 << 26 else { return false }
+            count *= d  // both factors <= 2^26: no overflow
+            guard count <= 1 << 26 else { return false }
         }
         return true
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from lrf_model.autoencoder import latent_scaling
 from lrf_model.errors import LRFError
 from lrf_model.noise import SEED_SALT
 from lrf_model.pipeline import LRFPipeline, resolve_checkpoint
@@ -179,7 +180,7 @@ def _export_one(target: Target, precision: str, traces: Traces, ref, calib, pipe
                         "prediction": "velocity (noise - z0)"},
             "tolerance": TOLERANCES[precision],
             "latent": {"shape": [1, *pipe.latent_shape],
-                       "scaling_factor": ae.config.scaling_factor, "shift_factor": ae.config.shift_factor,
+                       **dict(zip(("scaling_factor", "shift_factor"), latent_scaling(ae))),
                        "note": "artifacts take and return model-space latents; the decoder un-scales inside"},
             "image": {"shape": list(pixels.shape), "dtype": pixels.dtype, "layout": "NHWC, 8-bit RGB",
                       "note": "the decoder outputs pixels: round((clip(x, -1, 1) + 1) * 127.5) inside the graph"},

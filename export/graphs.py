@@ -32,9 +32,8 @@ import copy
 from dataclasses import dataclass
 
 import torch
-from diffusers import AutoencoderTiny
 
-from lrf_model.autoencoder import downsample_factor, from_model_space
+from lrf_model.autoencoder import Autoencoder, downsample_factor, from_model_space
 from lrf_model.data import from_pixels, paste_unmasked, to_pixels
 from lrf_model.families import family_of
 from lrf_model.families import latent_shape as family_latent_shape
@@ -139,7 +138,7 @@ class UnguidedStepGraph(GuidedStepGraph):
 
 
 class DecoderGraph(torch.nn.Module):
-    def __init__(self, autoencoder: AutoencoderTiny):
+    def __init__(self, autoencoder: Autoencoder):
         super().__init__()
         self.autoencoder = autoencoder
 
@@ -149,7 +148,7 @@ class DecoderGraph(torch.nn.Module):
 
 
 class EncoderGraph(torch.nn.Module):
-    def __init__(self, autoencoder: AutoencoderTiny):
+    def __init__(self, autoencoder: Autoencoder):
         super().__init__()
         self.autoencoder = autoencoder
 
@@ -200,12 +199,12 @@ def step_spec(denoiser: torch.nn.Module, recursions: int, batch: int = 1, guided
     )
 
 
-def pixels_shape(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> tuple[int, int, int, int]:
+def pixels_shape(denoiser: torch.nn.Module, autoencoder: Autoencoder, batch: int = 1) -> tuple[int, int, int, int]:
     side = denoiser.config.latent_size * downsample_factor(autoencoder)
     return (batch, side, side, 3)
 
 
-def decoder_spec(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
+def decoder_spec(denoiser: torch.nn.Module, autoencoder: Autoencoder, batch: int = 1) -> GraphSpec:
     pix = pixels_shape(denoiser, autoencoder, batch)
     return GraphSpec("decoder", DecoderGraph(autoencoder),
                      [TensorSpec("latent", latent_shape(denoiser, batch), "float32"), TensorSpec("image", pix, "uint8"),
@@ -213,7 +212,7 @@ def decoder_spec(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch:
                      [TensorSpec("pixels", pix, "uint8")], AUTOENCODER_INT8, True)
 
 
-def encoder_spec(denoiser: torch.nn.Module, autoencoder: AutoencoderTiny, batch: int = 1) -> GraphSpec:
+def encoder_spec(denoiser: torch.nn.Module, autoencoder: Autoencoder, batch: int = 1) -> GraphSpec:
     pix, lat = pixels_shape(denoiser, autoencoder, batch), latent_shape(denoiser, batch)
     return GraphSpec("encoder", EncoderGraph(autoencoder),
                      [TensorSpec("image", pix, "uint8"), TensorSpec("mask", pixel_mask_shape(pix), "float32"),

@@ -1,15 +1,19 @@
-"""The frozen autoencoder: diffusers' ``AutoencoderTiny`` (the TAESD architecture).
+"""The frozen autoencoder: diffusers' ``AutoencoderTiny`` (the TAESD architecture), or its
+``AutoencoderKL`` (the Stable Diffusion / FLUX VAE family) for a model trained on one.
 
-We never re-implement TAESD. This module only
+We never re-implement either. This module only
 - builds an ``AutoencoderTiny`` of a chosen downsampling factor, width and latent channels
-  (the shipped 32px model uses f=4: 32x32x3 -> 8x8x4);
-- loads real TAESD weights, from a diffusers folder / hub id or from the raw
+  (the shipped 32px model uses f=4: 32x32x3 -> 8x8x4), and an ``AutoencoderKL`` of a given size
+  (:func:`build_kl_autoencoder`: the seed systems' ~83M VAEs);
+- loads either from a diffusers folder (its ``config.json`` names the class);
+- loads real TAESD weights, from a hub id or from the raw
   ``taesd_encoder.pth`` / ``taesd_decoder.pth`` files (mapping rules in
   ``../shared/weights/taesd/SOURCE.md``), and writes raw files back (for tests and users
   moving between the two formats).
 
 Latent scaling follows diffusers: the denoiser sees ``(latents - shift_factor) * scaling_factor``,
-both stored in the autoencoder's own config.
+both stored in the autoencoder's own config. Encoding is deterministic for both (a KL VAE's
+posterior mode), so the pipeline and every bundle's ``encoder`` graph give the same latent.
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ import re
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderTiny
+import json
+
+from diffusers import AutoencoderKL, AutoencoderTiny
 
 from .data import from_pixels
 from .errors import ConfigError, LRFError, first_line
 
 TAESD_HUB_ID = "madebyollin/taesd"
+# The autoencoder classes a checkpoint may hold, by the ``_class_name`` diffusers writes.
+AUTOENCODER_CLASSES = {"AutoencoderTiny": AutoencoderTiny, "AutoencoderKL": AutoencoderKL}
+Autoencoder = AutoencoderTiny | AutoencoderKL
 
 
 def build_autoencoder(downsample: int = 4, latent_channels: int = 4, channels: int = 64,
@@ -53,13 +62,33 @@ def build_autoencoder(downsample: int = 4, latent_channels: int = 4, channels: i
     )
 
 
-def downsample_factor(ae: AutoencoderTiny) -> int:
-    """Spatial downsampling factor of an ``AutoencoderTiny`` (2 ** number of stride-2 stages)."""
-    return 2 ** (len(ae.config.encoder_block_out_channels) - 1)
+def build_kl_autoencoder(latent_channels: int = 16, block_out_channels: tuple[int, ...] = (128, 256, 512, 512),
+                         layers_per_block: int = 2) -> AutoencoderKL:
+    """An untrained ``AutoencoderKL``; the defaults are Stable Diffusion's VAE (f=8, 83.7M parameters)
+    with 16 latent channels, the size LuminaRS and IRIS name for their frozen VAEs."""
+    if latent_channels < 1 or not block_out_channels or min(block_out_channels) < 1 or layers_per_block < 1:
+        raise ConfigError(f"AutoencoderKL({latent_channels}, {block_out_channels}, {layers_per_block}): use positive sizes")
+    n = len(block_out_channels)
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=latent_channels,
+                         block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+                         down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n)
 
 
-def load_autoencoder(source: str | Path) -> AutoencoderTiny:
-    """Load an autoencoder from a diffusers folder, a hub id, or a folder of raw TAESD files."""
+def downsample_factor(ae: Autoencoder) -> int:
+    """Spatial downsampling factor (2 ** number of stride-2 stages)."""
+    stages = ae.config.encoder_block_out_channels if isinstance(ae, AutoencoderTiny) else ae.config.block_out_channels
+    return 2 ** (len(stages) - 1)
+
+
+def encoded(ae: Autoencoder, x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> raw (unscaled) latents: TAESD's latents, a KL VAE's posterior mode."""
+    out = ae.encode(x)
+    return out.latents if isinstance(ae, AutoencoderTiny) else out.latent_dist.mode()
+
+
+def load_autoencoder(source: str | Path) -> Autoencoder:
+    """Load an autoencoder from a diffusers folder (``AutoencoderTiny`` or ``AutoencoderKL``, as its
+    config names), a hub id (TAESD-style), or a folder of raw TAESD files."""
     path = Path(source)
     if path.is_dir() and (path / "taesd_encoder.pth").is_file():
         return load_taesd_raw(path / "taesd_encoder.pth", path / "taesd_decoder.pth")
@@ -67,8 +96,17 @@ def load_autoencoder(source: str | Path) -> AutoencoderTiny:
         raise LRFError(f"{path} is not an autoencoder folder: it has neither config.json nor taesd_encoder.pth")
     if not path.exists() and (str(source).startswith((".", "/")) or str(source).count("/") != 1):
         raise LRFError(f"autoencoder not found at {source}; pass a diffusers folder, a raw TAESD folder or a hub id")
+    cls = AutoencoderTiny
+    if path.is_dir():
+        try:
+            name = json.loads((path / "config.json").read_text()).get("_class_name", "AutoencoderTiny")
+        except (OSError, ValueError, AttributeError):
+            raise LRFError(f"{path / 'config.json'} is not a JSON object; re-save the autoencoder") from None
+        if name not in AUTOENCODER_CLASSES:
+            raise LRFError(f"{path}: autoencoder class {name!r} is not supported; use one of {sorted(AUTOENCODER_CLASSES)}")
+        cls = AUTOENCODER_CLASSES[name]
     try:
-        ae = AutoencoderTiny.from_pretrained(str(source), low_cpu_mem_usage=False)  # no accelerate needed
+        ae = cls.from_pretrained(str(source), low_cpu_mem_usage=False)  # no accelerate needed
     except (OSError, ValueError, RuntimeError) as e:
         first = first_line(e)
         raise LRFError(f"cannot load autoencoder from {source}: {first}") from None
@@ -155,7 +193,7 @@ def save_taesd_raw(ae: AutoencoderTiny, folder: str | Path) -> None:
 
 
 @torch.no_grad()
-def decoder_flops(ae: AutoencoderTiny, image_side: int = 32) -> int:
+def decoder_flops(ae: Autoencoder, image_side: int = 32) -> int:
     """FLOPs (matmuls and convolutions, torch.utils.flop_counter) of decoding one image: what a
     phone pays per generated image on top of the denoising steps."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -167,17 +205,24 @@ def decoder_flops(ae: AutoencoderTiny, image_side: int = 32) -> int:
     return int(counter.get_total_flops())
 
 
-def to_model_space(ae: AutoencoderTiny, latents: torch.Tensor) -> torch.Tensor:
+def latent_scaling(ae: Autoencoder) -> tuple[float, float]:
+    """``(scaling_factor, shift_factor)`` of the model space; a KL VAE's config may have no shift (None)."""
+    return float(ae.config.scaling_factor), float(ae.config.shift_factor or 0.0)
+
+
+def to_model_space(ae: Autoencoder, latents: torch.Tensor) -> torch.Tensor:
     """Autoencoder latents -> the scaled space the denoiser works in."""
-    return (latents - ae.config.shift_factor) * ae.config.scaling_factor
+    scale, shift = latent_scaling(ae)
+    return (latents - shift) * scale
 
 
-def from_model_space(ae: AutoencoderTiny, z: torch.Tensor) -> torch.Tensor:
+def from_model_space(ae: Autoencoder, z: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`to_model_space`."""
-    return z / ae.config.scaling_factor + ae.config.shift_factor
+    scale, shift = latent_scaling(ae)
+    return z / scale + shift
 
 
-def encode_pixels(ae: AutoencoderTiny, pixels: torch.Tensor) -> torch.Tensor:
+def encode_pixels(ae: Autoencoder, pixels: torch.Tensor) -> torch.Tensor:
     """8-bit RGB (B, H, W, 3) -> model-space latents (B, C, H/f, W/f): what editing starts from,
     the same function in the pipeline and in every bundle's ``encoder`` graph."""
-    return to_model_space(ae, ae.encode(from_pixels(pixels, ae.dtype)).latents)
+    return to_model_space(ae, encoded(ae, from_pixels(pixels, ae.dtype)))

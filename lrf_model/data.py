@@ -184,10 +184,12 @@ def encode_dataset(
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Encode uint8 images to (unscaled) latents with a frozen autoencoder."""
+    from .autoencoder import encoded  # the autoencoder module reads pixels with this one's functions
+
     out = []
     for i in tqdm(range(0, len(images), batch_size), desc="encode latents", leave=False):
         x = images_to_tensor(images[i : i + batch_size]).to(device)
-        out.append(autoencoder.encode(x).latents.float().cpu())
+        out.append(encoded(autoencoder, x).float().cpu())
     # Contiguous, as a reloaded cache is: oneDNN may return channels-last latents, and bf16
     # kernels round differently on another layout (a resumed run would not match exactly).
     return torch.cat(out).contiguous()

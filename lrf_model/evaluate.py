@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .autoencoder import encoded
 from .classifier import CIFARClassifier, default_classifier, load_classifier
 from .data import images_to_tensor, load_cifar10
 from .errors import LRFError, cli_errors
@@ -181,7 +182,7 @@ def evaluate_reconstruction(checkpoint: Path, args: argparse.Namespace, out: Pat
     with torch.no_grad():
         for i in tqdm(range(0, len(x), 500), desc="reconstruct", leave=False):
             xi = images_to_tensor(x[i : i + 500])
-            r = ae.decode(ae.encode(xi).latents).sample.clamp(-1, 1).float()
+            r = ae.decode(encoded(ae, xi)).sample.clamp(-1, 1).float()
             sq += float((r - xi).pow(2).sum())
             recon.append(r)
     images = torch.cat(recon)

@@ -18,10 +18,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from diffusers import AutoencoderTiny, DiffusionPipeline, ImagePipelineOutput
+from diffusers import DiffusionPipeline, ImagePipelineOutput
 from PIL import Image
 
-from .autoencoder import downsample_factor, encode_pixels, from_model_space, load_autoencoder
+from .autoencoder import Autoencoder, downsample_factor, encode_pixels, from_model_space, load_autoencoder
 from .classes import class_index
 from .data import from_pixels, paste_unmasked, tensor_to_images
 from .editing import as_image, image_pixels, mask_pixels, start_index
@@ -87,7 +87,7 @@ class LRFPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "denoiser->autoencoder"
 
-    def __init__(self, denoiser: torch.nn.Module, autoencoder: AutoencoderTiny):
+    def __init__(self, denoiser: torch.nn.Module, autoencoder: Autoencoder):
         super().__init__()
         self.register_modules(denoiser=denoiser, autoencoder=autoencoder)
         self.sampling = SamplingDefaults()  # from_checkpoint reads the folder's own

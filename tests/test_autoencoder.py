@@ -1,11 +1,21 @@
-"""TAESD loading: raw .pth files written here from an independent nn.Sequential TAESD."""
+"""TAESD loading: raw .pth files written here from an independent nn.Sequential TAESD; a KL VAE
+(``AutoencoderKL``) through the pipeline and an exported bundle."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
-from lrf_model.autoencoder import build_autoencoder, downsample_factor, load_autoencoder, load_taesd_raw, save_taesd_raw
+from lrf_export.exporter import ExportOptions, export_bundles
+from lrf_export.run import BundleRuntime
+from lrf_model.autoencoder import (build_autoencoder, build_kl_autoencoder, downsample_factor, encode_pixels, load_autoencoder,
+                                   load_taesd_raw, save_taesd_raw)
 from lrf_model.errors import ConfigError, LRFError
+from lrf_model.pipeline import LRFPipeline
+
+from .conftest import tiny_family_denoiser
 
 
 # The raw TAESD architecture, as madebyollin/taesd writes it (plain nn.Sequential).
@@ -92,3 +102,37 @@ def test_loader_errors(tmp_path):
         load_autoencoder(tmp_path)
     with pytest.raises(ConfigError, match="downsample"):
         build_autoencoder(downsample=3)
+
+
+def test_kl_autoencoder_pipeline_and_bundle(tmp_path):
+    """A pipeline on an ``AutoencoderKL`` (config shift None) saves, loads as a KL VAE, encodes to its
+    posterior mode, and exports a bundle whose ONNX Runtime image equals the pipeline's."""
+    den = tiny_family_denoiser("luminars")
+    torch.manual_seed(0)
+    ae = build_kl_autoencoder(latent_channels=4, block_out_channels=(32, 32, 32), layers_per_block=1).eval()
+    assert ae.config.shift_factor is None and downsample_factor(ae) == 4
+    LRFPipeline(den, ae).save_pretrained(tmp_path / "ckpt")
+    pipe = LRFPipeline.from_checkpoint(tmp_path / "ckpt")
+    assert type(pipe.autoencoder).__name__ == "AutoencoderKL"
+    pixels = torch.randint(0, 256, (1, 32, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        mode = ae.encode(pixels.permute(0, 3, 1, 2).float() / 127.5 - 1).latent_dist.mode() * ae.config.scaling_factor
+        assert torch.allclose(encode_pixels(pipe.autoencoder, pixels), mode, atol=1e-6)
+    (result,) = export_bundles(ExportOptions(target="onnx", steps=2, checkpoint=str(tmp_path / "ckpt"), out=str(tmp_path / "b")))
+    assert result.ok
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["latent"]["shift_factor"] == 0.0
+    rt = BundleRuntime(tmp_path / "b")
+    values = rt.inputs({"class": 3, "seed": 0})
+    image = rt.finish(rt.iterate(values), values)
+    ref = np.asarray(pipe(class_labels=[3], seeds=[0], num_inference_steps=2).images[0])
+    assert np.abs(image.reshape(ref.shape).astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_kl_autoencoder_errors(tmp_path):
+    with pytest.raises(ConfigError, match="positive"):
+        build_kl_autoencoder(block_out_channels=())
+    (tmp_path / "ae").mkdir()
+    (tmp_path / "ae" / "config.json").write_text(json.dumps({"_class_name": "VQModel"}))
+    with pytest.raises(LRFError, match="VQModel.*not supported"):
+        load_autoencoder(tmp_path / "ae")

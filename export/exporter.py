@@ -33,6 +33,7 @@ from .passes.static_shapes import CheckSignature, CheckStatic, trace
 from .plan import build_plan
 from .passes.unroll import CheckNoControlFlow, CheckWeightsStoredOnce, fused_spec
 from .targets import Target, get_target, precision_for
+from .targets.base import Lowered
 
 GRAPHS = ("step", "fused")
 QUANTIZE = ("none", "int8", "fp16")
@@ -140,6 +141,25 @@ def guards(spec: GraphSpec) -> list[Pass]:
     return [CheckSignature(spec), CheckStatic(), CheckNoControlFlow(), CheckWeightsStoredOnce(spec.module)]
 
 
+def lower_graph(target: Target, spec: GraphSpec, program, precision: str, calibration: list[tuple] | None,
+                path: Path) -> Lowered:
+    """One traced graph through ``target``'s passes and the guards, written to ``path``."""
+    program = run_passes(program, target.passes(spec, precision, calibration) + guards(spec))
+    return target.lower(program, spec, path, precision, calibration)
+
+
+def export_graph(spec: GraphSpec, target_name: str, quantize: str, path: Path,
+                 calibration: list[tuple] | None = None) -> Lowered:
+    """A graph outside any bundle (a text encoder as its own artifact) lowered as a bundle's graphs are:
+    the same trace, passes, guards and target. INT8 needs ``calibration`` (tuples of the graph's inputs)."""
+    target = get_target(target_name)
+    precision = precision_for(target, quantize)
+    half = precision in target.half_traced
+    traces = Traces({spec.kind: spec})
+    spec_t = traces.spec(spec.kind, half).with_pixel_dtype(target.pixel_dtype)
+    return lower_graph(target, spec_t, traces.get(spec.kind, half), precision, calibration, Path(path))
+
+
 def _export_one(target: Target, precision: str, traces: Traces, ref, calib, pipe: LRFPipeline,
                 ts: list[float], cfg: float, R: int, opts: ExportOptions, ckpt: Path, out: Path,
                 progress: Progress | None) -> BundleResult:
@@ -150,10 +170,8 @@ def _export_one(target: Target, precision: str, traces: Traces, ref, calib, pipe
             task = progress.add_task(f"{target.name}:{kind} lower ({precision})", total=None) if progress else None
             half = precision in target.half_traced
             spec_t = traces.spec(kind, half).with_pixel_dtype(target.pixel_dtype)
-            program = traces.get(kind, half)
-            program = run_passes(program, target.passes(spec_t, precision, calib.get(kind)) + guards(spec_t))
             file = f"{kind}{target.suffix}"
-            lowered = target.lower(program, spec_t, tmp / file, precision, calib.get(kind))
+            lowered = lower_graph(target, spec_t, traces.get(kind, half), precision, calib.get(kind), tmp / file)
             artifacts[kind] = {"file": file, "target": target.name, "precision": precision,
                                "inputs": [i.as_dict() for i in spec_t.inputs], "outputs": [o.as_dict() for o in spec_t.outputs],
                                "lowering": {k: v for k, v in lowered.details.items() if k not in ("inputs", "outputs")}}

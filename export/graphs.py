@@ -15,6 +15,8 @@ Each graph is a small ``nn.Module`` wrapper plus its named inputs/outputs, decla
   input ``image``'s pixels pasted outside the pixel ``mask`` (:func:`lrf_model.data.paste_unmasked`;
   a mask of ones keeps the decoded image as it is) and the one pixel formula
   (:func:`lrf_model.data.to_pixels`) inside, so no runtime converts or blends pixels.
+- ``text_encoder`` (its own artifact, outside bundles for now): ``(input_ids) -> tokens``, a CLIP text
+  tower's last hidden states, the conditioning tokens a text-to-image step reads.
 - ``encoder``: an edit's start, ``(image, mask, noise, t_start) -> (known, latent, latent_mask)``
   (:func:`lrf_model.sampling.edit_start`): the input's latent, it noised to the start time, the mask
   on the latent grid.
@@ -219,3 +221,23 @@ def encoder_spec(denoiser: torch.nn.Module, autoencoder: Autoencoder, batch: int
                       TensorSpec("noise", lat, "float32"), TensorSpec("t_start", (batch,), "float32")],
                      [TensorSpec("known", lat, "float32"), TensorSpec("latent", lat, "float32"),
                       TensorSpec("latent_mask", latent_mask_shape(lat), "float32")], AUTOENCODER_INT8, True)
+
+
+class TextEncoderGraph(torch.nn.Module):
+    """Token ids (int32, as every traced program's integers) -> per-token hidden states: a
+    transformers ``CLIPTextModel``'s ``last_hidden_state``, what a text-conditioned step attends to."""
+
+    def __init__(self, text_model: torch.nn.Module):
+        super().__init__()
+        self.text_model = text_model
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.text_model(input_ids=input_ids.long()).last_hidden_state  # (1, tokens, width)
+
+
+def text_encoder_spec(text_model: torch.nn.Module) -> GraphSpec:
+    """The text encoder graph at its full context (``max_position_embeddings`` tokens, batch 1)."""
+    config = text_model.config
+    tokens = config.max_position_embeddings
+    return GraphSpec("text_encoder", TextEncoderGraph(text_model.eval()), [TensorSpec("input_ids", (1, tokens), "int32")],
+                     [TensorSpec("tokens", (1, tokens, config.hidden_size), "float32")], frozenset({"text_model"}), True)

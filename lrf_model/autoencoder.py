@@ -5,7 +5,9 @@ We never re-implement either. This module only
 - builds an ``AutoencoderTiny`` of a chosen downsampling factor, width and latent channels
   (the shipped 32px model uses f=4: 32x32x3 -> 8x8x4), and an ``AutoencoderKL`` of a given size
   (:func:`build_kl_autoencoder`: the seed systems' ~83M VAEs);
-- loads either from a diffusers folder (its ``config.json`` names the class);
+- builds IRIS's wavelet autoencoder (``wavelet=True``: a Haar DWT around an ``AutoencoderTiny``,
+  :mod:`lrf_model.wavelet`);
+- loads any of them from a diffusers folder (its ``config.json`` names the class);
 - loads real TAESD weights, from a hub id or from the raw
   ``taesd_encoder.pth`` / ``taesd_decoder.pth`` files (mapping rules in
   ``../shared/weights/taesd/SOURCE.md``), and writes raw files back (for tests and users
@@ -29,31 +31,38 @@ from diffusers import AutoencoderKL, AutoencoderTiny
 
 from .data import from_pixels
 from .errors import ConfigError, LRFError, first_line
+from .wavelet import WaveletAutoencoder
 
 TAESD_HUB_ID = "madebyollin/taesd"
 # The autoencoder classes a checkpoint may hold, by the ``_class_name`` diffusers writes.
-AUTOENCODER_CLASSES = {"AutoencoderTiny": AutoencoderTiny, "AutoencoderKL": AutoencoderKL}
+AUTOENCODER_CLASSES = {"AutoencoderTiny": AutoencoderTiny, "AutoencoderKL": AutoencoderKL,
+                       "WaveletAutoencoder": WaveletAutoencoder}
 Autoencoder = AutoencoderTiny | AutoencoderKL
 
 
 def build_autoencoder(downsample: int = 4, latent_channels: int = 4, channels: int = 64,
-                      decoder_channels: int | None = None) -> AutoencoderTiny:
+                      decoder_channels: int | None = None, wavelet: bool = False) -> AutoencoderTiny:
     """An untrained ``AutoencoderTiny`` with downsampling factor ``downsample`` (a power of 2).
 
     TAESD itself is ``downsample=8, channels=64``: blocks (1,3,3,3) / (3,3,3,1).
     Each extra factor of 2 adds one stride-2 stage of 3 blocks. ``decoder_channels`` (default:
     ``channels``) sets the decoder apart: it runs once per generated image on the phone, while
-    the encoder runs only for editing, so the encoder can afford to be wider.
+    the encoder runs only for editing, so the encoder can afford to be wider. ``wavelet``: IRIS's
+    :class:`~lrf_model.wavelet.WaveletAutoencoder`, whose Haar transform is the first factor of 2.
     """
     decoder_channels = channels if decoder_channels is None else decoder_channels
-    if downsample < 2 or downsample & (downsample - 1):
-        raise ConfigError(f"downsample={downsample} is invalid; use a power of two >= 2 (TAESD uses 8)")
+    if downsample < 2 or downsample & (downsample - 1) or (wavelet and downsample < 4):
+        raise ConfigError(f"downsample={downsample} is invalid; use a power of two >= 2 (TAESD uses 8), >= 4 with the "
+                          "wavelet transform (which is the first factor of 2)")
     if latent_channels < 1:
         raise ConfigError(f"latent_channels={latent_channels} is invalid; use a positive count (TAESD uses 4)")
     if channels < 1 or decoder_channels < 1:
         raise ConfigError(f"channels={channels}/{decoder_channels} is invalid; use a positive width (TAESD uses 64)")
-    stages = int(math.log2(downsample)) + 1
-    return AutoencoderTiny(
+    stages = int(math.log2(downsample // 2 if wavelet else downsample)) + 1
+    cls, image_channels = (WaveletAutoencoder, 12) if wavelet else (AutoencoderTiny, 3)
+    return cls(
+        in_channels=image_channels,
+        out_channels=image_channels,
         encoder_block_out_channels=(channels,) * stages,
         decoder_block_out_channels=(decoder_channels,) * stages,
         num_encoder_blocks=(1,) + (3,) * (stages - 1),
@@ -77,7 +86,7 @@ def build_kl_autoencoder(latent_channels: int = 16, block_out_channels: tuple[in
 def downsample_factor(ae: Autoencoder) -> int:
     """Spatial downsampling factor (2 ** number of stride-2 stages)."""
     stages = ae.config.encoder_block_out_channels if isinstance(ae, AutoencoderTiny) else ae.config.block_out_channels
-    return 2 ** (len(stages) - 1)
+    return 2 ** (len(stages) - 1) * (2 if isinstance(ae, WaveletAutoencoder) else 1)
 
 
 def encoded(ae: Autoencoder, x: torch.Tensor) -> torch.Tensor:

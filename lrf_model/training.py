@@ -97,7 +97,7 @@ def set_latent_statistics(ae, images: np.ndarray, device: torch.device) -> None:
 
 # Settings a resumed run must share with the run it continues.
 AE_RESUME_KEYS = ("epochs", "batch_size", "lr", "seed", "limit", "downsample", "latent_channels", "channels",
-                  "decoder_channels", "ema")
+                  "decoder_channels", "ema", "wavelet")
 
 
 def train_autoencoder(args: argparse.Namespace) -> dict:
@@ -107,7 +107,8 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     train_x, _ = take(*load_cifar10(args.data, "train"), args.limit)
     test_x, _ = load_cifar10(args.data, "test")
-    ae = build_autoencoder(args.downsample, args.latent_channels, args.channels, args.decoder_channels).to(rt.device)
+    ae = build_autoencoder(args.downsample, args.latent_channels, args.channels, args.decoder_channels,
+                           args.wavelet).to(rt.device)
     ae = ae.to(memory_format=torch.channels_last)  # oneDNN's fast conv layout on CPU
     ema = EMAModel(ae.parameters(), decay=args.ema)
     model = wrap_ddp(Reconstruction(ae), rt)
@@ -191,13 +192,16 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
 
 @cli_errors
 def main_train_ae(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="lrf-train-ae", description="Train the TAESD-architecture autoencoder on CIFAR-10.")
+    p = argparse.ArgumentParser(prog="lrf-train-ae", description="Train the TAESD-architecture autoencoder on CIFAR-10 "
+                                "(or IRIS's wavelet one).")
     add_common_args(p)
     p.add_argument("--downsample", type=int, default=4, help="spatial factor f (32px -> 32/f latent)")
     p.add_argument("--latent-channels", type=int, default=4)
     p.add_argument("--channels", type=int, default=64, help="width of every encoder stage (TAESD: 64)")
     p.add_argument("--decoder-channels", type=int, default=None,
                    help="width of every decoder stage (default: --channels); the decoder is what a phone runs per image")
+    p.add_argument("--wavelet", action="store_true",
+                   help="IRIS's wavelet latent: encode Haar subbands (the transform is the first factor of --downsample)")
     args = p.parse_args(argv)
     train_autoencoder(args)
 

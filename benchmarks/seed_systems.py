@@ -1,0 +1,379 @@
+"""The seed systems at their published sizes, measured against their own claims and phone budgets.
+
+    python benchmarks/seed_systems.py [--systems luminars] [--fresh]
+
+For each seed system the script builds what the seed describes, at its published size with random
+weights (memory and latency do not depend on what the weights learned): the denoiser (its family's
+``PUBLISHED_CONFIG``), an autoencoder of the seed's size (diffusers' ``AutoencoderKL``) and a text
+encoder of the seed's size (transformers' ``CLIPTextModel``). Denoiser and autoencoder are exported
+as bundles to ExecuTorch, ONNX and Core ML (fp32; INT8 on the first two); the text encoder, which no
+bundle plan feeds yet, as its own artifact through the same trace, passes and targets
+(:func:`lrf_export.exporter.export_graph`). Then each stage runs in a fresh process and reports its
+peak RSS (VmHWM):
+
+- text encoder: ONNX Runtime (a Python worker, no torch) and ExecuTorch (its Python runtime: lrf-native
+  runs bundles, not single programs); the worker's own interpreter is the ``import`` reading, and
+  ``peak_rss_mib`` is the peak minus it, what the encoder adds;
+- denoise + decode: ``lrf-native --json`` (ExecuTorch, the runtime the Android app links) and
+  ONNX Runtime (the worker of ``memory.py``);
+- the whole system in one ONNX Runtime process: text encoder, then the bundle, with the encoder
+  released before the denoiser loads (``sequential``) or kept (``resident``).
+
+Core ML bundles are converted and sized; running them needs macOS. Every row carries the seed's own
+claim for what it measures (or null) and verdicts against the app budgets of ``memory.py`` (half a
+phone's RAM: 1.5 GiB on a 3 GB phone, 2 GiB on a 4 GB phone). Latency runs on this machine's CPU
+with 2 threads. Writes benchmarks/results/seed_systems.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from memory import PHONE_BUDGETS, reading  # noqa: E402
+
+MIB = 2**20
+THREADS = 2
+PRECISIONS = {"executorch": ("none", "int8"), "onnx": ("none", "int8"), "coreml": ("none",)}
+
+
+@dataclass(frozen=True)
+class System:
+    """A seed system at its published size: what to build and what the seed claims about it."""
+
+    family: str
+    seed: str  # the seed document's file in ../shared/seeds
+    resolution: int
+    steps: int  # the seed's default sampling steps
+    text: dict  # transformers CLIPTextConfig arguments
+    autoencoder: dict  # lrf_model.autoencoder.build_kl_autoencoder arguments
+    claims: dict[str, str] = field(default_factory=dict)  # row config -> the seed's own figure
+    claim_source: str = ""
+
+
+def clip_text(width: int, layers: int) -> dict:
+    """A CLIP text tower (77 tokens, CLIP's 49,408-token vocabulary, 64-wide heads) of ``width`` x ``layers``."""
+    return dict(vocab_size=49408, hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
+                num_attention_heads=width // 64, max_position_embeddings=77)
+
+
+SYSTEMS = {
+    # Seed 003: "~90M params, <500MB" (the generator), "VAE (frozen) ~83M", "CLIP (frozen) ~303M",
+    # "Inference VRAM (b=1) ~1.5-2GB"; quick start: 16 x 32 x 32 latents (256 px), 12 steps.
+    # A 303M CLIP text tower: CLIP's width 1024 (OpenCLIP ViT-H's text width), 20 layers.
+    "luminars": System(
+        family="luminars", seed="003", resolution=256, steps=12, text=clip_text(1024, 20),
+        autoencoder=dict(latent_channels=16, block_out_channels=(128, 256, 512, 512), layers_per_block=2),
+        claims={"denoiser + VAE": "~90M params, <500MB (the generator)", "whole system": "~1.5-2GB inference (b=1)"},
+        claim_source="seed 003 (LuminaRS): header and parameter budget table"),
+}
+
+
+# --- building and exporting ---------------------------------------------------------------------------
+
+def checkpoint(system: System) -> Path:
+    """The system's denoiser + autoencoder as a pipeline folder (random weights, saved once)."""
+    import torch
+
+    from lrf_model.autoencoder import build_kl_autoencoder
+    from lrf_model.families import FAMILIES
+    from lrf_model.pipeline import LRFPipeline
+
+    family = FAMILIES[system.family]
+    config = {**published_config(system), "cond_dim": system.text["hidden_size"]}
+    root = common.BUNDLES / f"seed-{system.family}-{system.resolution}px"
+    wanted = {"denoiser": config, "autoencoder": system.autoencoder}
+    stamp = root / "seed_system.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(wanted)):
+        return root
+    torch.manual_seed(0)
+    denoiser = common.random_weights(family.build(**config)).eval()
+    autoencoder = build_kl_autoencoder(**system.autoencoder).eval()
+    LRFPipeline(denoiser, autoencoder).save_pretrained(root)
+    stamp.write_text(json.dumps(wanted))
+    return root
+
+
+def published_config(system: System) -> dict:
+    """The family's ``PUBLISHED_CONFIG`` (each seed family's module declares its published size)."""
+    import importlib
+
+    return dict(importlib.import_module(f"lrf_model.families.{system.family}").PUBLISHED_CONFIG)
+
+
+def text_encoder(system: System, target: str, quantize: str, fresh: bool) -> tuple[Path, dict]:
+    """The text encoder artifact (exported once) and what its lowering reported."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from lrf_export.exporter import export_graph
+    from lrf_export.graphs import text_encoder_spec
+
+    precision = "float" if quantize == "none" else quantize
+    path = common.BUNDLES / f"seed-{system.family}-text-{precision}{'.pte' if target == 'executorch' else '.onnx'}"
+    report = path.with_suffix(".json")
+    if path.is_file() and report.is_file() and not fresh:
+        return path, json.loads(report.read_text())
+    torch.manual_seed(0)
+    model = CLIPTextModel(CLIPTextConfig(**system.text, attn_implementation="eager")).eval()
+    spec = text_encoder_spec(model)
+    calibration = [(torch.randint(0, system.text["vocab_size"], (1, 77), dtype=torch.int32),) for _ in range(4)]
+    print(f"exporting {path.name} ...", flush=True)
+    lowered = export_graph(spec, target, quantize, path, calibration if quantize == "int8" else None)
+    details = {"params": sum(p.numel() for p in model.parameters()), "seconds": lowered.seconds,
+               **{k: v for k, v in lowered.details.items() if k in ("xnnpack_partitions", "portable_ops")}}
+    report.write_text(json.dumps(details))
+    return path, details
+
+
+# --- the workers: one fresh process per measurement ----------------------------------------------------
+
+def worker_text(runtime: str, path: str) -> dict:
+    """Load the text encoder, encode one prompt's ids; readings after each stage and the run's time."""
+    import numpy as np
+
+    stages = {"after_import": reading()}
+    ids = np.arange(77, dtype=np.int32)[None] % 49408
+    if runtime == "onnx":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = THREADS
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        run = lambda: session.run(None, {"input_ids": ids})  # noqa: E731
+    else:
+        import torch
+        from executorch.extension.pybindings import _C
+        from executorch.runtime import Runtime
+
+        _C._unsafe_reset_threadpool(THREADS)
+        method = Runtime.get().load_program(Path(path)).load_method("forward")
+        stages["after_import"] = reading()  # torch and the runtime's library are the interpreter's share here
+        run = lambda: method.execute([torch.from_numpy(ids)])  # noqa: E731
+    stages["after_load"] = reading()
+    t0 = time.perf_counter()
+    run()
+    ms = (time.perf_counter() - t0) * 1e3
+    stages["after_run"] = reading()
+    return {"stages": stages, "run_ms": ms}
+
+
+def worker_onnx_bundle(bundle: str, text: str | None, keep_text: bool) -> dict:
+    """One image from an ONNX bundle; with ``text``, the text encoder runs first in the same process
+    (released before the bundle loads unless ``keep_text``)."""
+    import gc
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from lrf_export.run import BundleRuntime
+
+    stages = {"after_import": reading()}
+    if text:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = THREADS
+        session = ort.InferenceSession(text, options, providers=["CPUExecutionProvider"])
+        session.run(None, {"input_ids": np.zeros((1, 77), dtype=np.int32)})
+        stages["after_text"] = reading()
+        if not keep_text:
+            del session
+            gc.collect()
+    rt = BundleRuntime(bundle, threads=THREADS)
+    stages["after_load"] = reading()
+    values = rt.inputs({"class": 3, "seed": 0})
+    t0 = time.perf_counter()
+    state = rt.iterate(values)
+    denoise_ms = (time.perf_counter() - t0) * 1e3
+    stages["after_denoise"] = reading()
+    t0 = time.perf_counter()
+    rt.finish(state, values)
+    decode_ms = (time.perf_counter() - t0) * 1e3
+    stages["after_decode"] = reading()
+    assert "torch" not in sys.modules, "the ONNX Runtime path must not import torch"
+    return {"stages": stages, "denoise_ms": denoise_ms, "decode_ms": decode_ms, "steps": int(values["steps"])}
+
+
+def run_worker(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError((proc.stderr.strip().splitlines() or ["no output"])[-1])
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+# --- the driver ---------------------------------------------------------------------------------------
+
+def peak_kib(stages: dict) -> int:
+    return max(s["peak_rss_kib"] for s in stages.values())
+
+
+def verdicts(peak_mib: float | None) -> dict:
+    if peak_mib is None:
+        return {"verdict_3gb": None, "verdict_4gb": None}
+    budget = {k: v / MIB for k, v in PHONE_BUDGETS.items()}
+    return {"verdict_3gb": "fits" if peak_mib <= budget["3 GB phone"] else "over",
+            "verdict_4gb": "fits" if peak_mib <= budget["4 GB phone"] else "over"}
+
+
+def measure_system(name: str, system: System, fresh: bool) -> list[dict]:
+    from lrf_model.pipeline import LRFPipeline
+
+    root = checkpoint(system)
+    pipe = LRFPipeline.from_checkpoint(root)
+    params = {"denoiser": sum(p.numel() for p in pipe.denoiser.parameters()),
+              "decoder": sum(p.numel() for p in pipe.autoencoder.decoder.parameters()) +
+              sum(p.numel() for p in pipe.autoencoder.post_quant_conv.parameters())}
+    base = {"family": name, "resolution": system.resolution, "claim_source": system.claim_source}
+    rows = []
+    for target, quantizes in PRECISIONS.items():
+        for quantize in quantizes:
+            precision = common.precision_label(quantize)
+            bundle = common.bundle(target, quantize, system.resolution, fresh, steps=system.steps, checkpoint=root)
+            manifest = json.loads((bundle / "manifest.json").read_text())
+            files = [manifest["artifacts"][k]["file"] for k in ("step", "decoder")]
+            weights = sum(f.stat().st_size for k in files for f in [bundle / k] + list((bundle / k).rglob("*")) if f.is_file())
+            lowering = {k: manifest["artifacts"][k]["lowering"].get("xnnpack_partitions") for k in ("step", "decoder")}
+            row = {**base, "config": "denoiser + VAE decoder", "runtime": target, "precision": precision,
+                   "params": params["denoiser"] + params["decoder"], "weights_mib": weights / MIB,
+                   "xnnpack_partitions": lowering if target == "executorch" else None,
+                   "claim": system.claims.get("denoiser + VAE")}
+            if target == "coreml":
+                rows.append({**row, "peak_rss_mib": None, "step_ms": None, "image_ms": None,
+                             "note": "converted and sized; running it needs macOS", **verdicts(None)})
+                continue
+            if target == "executorch":
+                with tempfile.TemporaryDirectory() as tmp:
+                    proc = subprocess.run([str(common.LRF_NATIVE), str(bundle), "--class", "3", "--json", "--threads",
+                                           str(THREADS), "--out", f"{tmp}/x.png"], capture_output=True, text=True)
+                if proc.returncode:
+                    raise RuntimeError(f"lrf-native {bundle}: {proc.stderr.strip()[-300:]}")
+                out = json.loads(proc.stdout)
+                stages, step_ms, image_ms = out["memory"], out["summary"]["step_ms_median"], out["summary"]["image_ms_median"]
+                runtime = "lrf-native (ExecuTorch)"
+            else:
+                out = run_worker("bundle", str(bundle))
+                stages, image_ms = out["stages"], out["denoise_ms"] + out["decode_ms"]
+                step_ms, runtime = out["denoise_ms"] / out["steps"], "ONNX Runtime"
+            peak = peak_kib(stages) / 1024
+            rows.append({**row, "runtime": runtime, "peak_rss_mib": peak, "step_ms": step_ms, "image_ms": image_ms,
+                         "stages_peak_rss_mib": {k: v["peak_rss_kib"] / 1024 for k, v in stages.items()}, **verdicts(peak)})
+            print(f"{name} {runtime} {precision}: {peak:.0f} MiB peak, {step_ms:.0f} ms/step", flush=True)
+    text_rows = {}
+    for target in ("executorch", "onnx"):
+        for quantize in PRECISIONS[target]:
+            precision = common.precision_label(quantize)
+            path, details = text_encoder(system, target, quantize, fresh)
+            out = run_worker("text-" + target, str(path))
+            net = (peak_kib(out["stages"]) - out["stages"]["after_import"]["rss_kib"]) / 1024
+            runtime = "ExecuTorch (Python runtime)" if target == "executorch" else "ONNX Runtime"
+            text_rows[target, precision] = path
+            rows.append({**base, "config": "text encoder", "runtime": runtime, "precision": precision,
+                         "params": details["params"], "weights_mib": path.stat().st_size / MIB, "peak_rss_mib": net,
+                         "step_ms": None, "image_ms": out["run_ms"], "xnnpack_partitions": details.get("xnnpack_partitions"),
+                         "claim": None, "stages_peak_rss_mib": {k: v["peak_rss_kib"] / 1024 for k, v in out["stages"].items()},
+                         "note": "peak RSS minus the worker's interpreter", **verdicts(net)})
+            print(f"{name} text encoder {runtime} {precision}: +{net:.0f} MiB, {out['run_ms']:.0f} ms", flush=True)
+    for quantize in PRECISIONS["onnx"]:
+        precision = common.precision_label(quantize)
+        bundle = common.bundle("onnx", quantize, system.resolution, False, steps=system.steps, checkpoint=root)
+        for keep in (False, True):
+            out = run_worker("system", str(bundle), str(text_rows["onnx", precision]), "keep" if keep else "release")
+            peak = peak_kib(out["stages"]) / 1024
+            rows.append({**base, "config": f"whole system ({'resident' if keep else 'sequential'})", "runtime": "ONNX Runtime",
+                         "precision": precision, "params": None, "weights_mib": None, "peak_rss_mib": peak,
+                         "step_ms": out["denoise_ms"] / out["steps"], "image_ms": out["denoise_ms"] + out["decode_ms"],
+                         "claim": system.claims.get("whole system"),
+                         "stages_peak_rss_mib": {k: v["peak_rss_kib"] / 1024 for k, v in out["stages"].items()},
+                         "note": "text encoder " + ("kept loaded" if keep else "released before the denoiser loads") +
+                                 "; includes the Python interpreter", **verdicts(peak)})
+            print(f"{name} whole system ONNX {precision} {'resident' if keep else 'sequential'}: {peak:.0f} MiB", flush=True)
+    return rows
+
+
+def markdown(rows: list[dict], machine: dict) -> str:
+    def num(v, fmt="{:.0f}"):
+        return "-" if v is None else fmt.format(v)
+
+    lines = ["# Seed systems at their published sizes", "",
+             f"`python benchmarks/seed_systems.py` on {common.machine_line(machine)}; {THREADS} threads. Random weights at "
+             "the seeds' published configurations. Peak RSS is VmHWM of a fresh process (text encoder: what it adds to "
+             "the worker's interpreter). Budgets: an app's share of a 3 GB / 4 GB phone (1.5 / 2 GiB, `memory.py`).", "",
+             "| system | resolution | part | runtime | precision | params (M) | weights (MiB) | peak RSS (MiB) | "
+             "ms/step | ms/image (or run) | XNNPACK partitions | seed's claim | 3 GB phone | 4 GB phone |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        parts = r.get("xnnpack_partitions")
+        parts = "-" if parts is None else (", ".join(f"{k} {v}" for k, v in parts.items()) if isinstance(parts, dict) else parts)
+        lines.append(f"| {r['family']} | {r['resolution']} | {r['config']} | {r['runtime']} | {r['precision']} | "
+                     f"{num(r['params'] and r['params'] / 1e6, '{:.1f}')} | {num(r['weights_mib'])} | {num(r['peak_rss_mib'])} | "
+                     f"{num(r['step_ms'])} | {num(r['image_ms'])} | {parts} | {r['claim'] or '-'} | "
+                     f"{r['verdict_3gb'] or '-'} | {r['verdict_4gb'] or '-'} |")
+    notes = sorted({r["note"] for r in rows if r.get("note")})
+    lines += ["", *[f"- {n}" for n in notes], ""]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r["peak_rss_mib"] is not None]
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(shown)), 4.5), dpi=120)
+    labels = [f"{r['family']} {r['config']}\n{r['runtime'].split(' ')[0]} {r['precision']}" for r in shown]
+    ax.bar(range(len(shown)), [r["peak_rss_mib"] for r in shown], color="#1f77b4")
+    for (name, budget), style in zip(PHONE_BUDGETS.items(), ("--", ":")):
+        ax.axhline(budget / MIB, color="red", ls=style, lw=1, label=f"{name} app budget")
+    ax.set_xticks(range(len(shown)), labels, rotation=75, fontsize=6)
+    ax.set_ylabel("peak RSS (MiB)")
+    ax.legend(fontsize=7)
+    ax.set_title("Seed systems at published size: peak RSS per part")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}; the other "
+                   "systems' rows are kept from the last run")
+    p.add_argument("--fresh", action="store_true", help="re-export the bundles and text encoders")
+    p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        kind, *rest = args.worker
+        if kind.startswith("text-"):
+            out = worker_text(kind.removeprefix("text-"), rest[0])
+        elif kind == "bundle":
+            out = worker_onnx_bundle(rest[0], None, False)
+        else:
+            out = worker_onnx_bundle(rest[0], rest[1], rest[2] == "keep")
+        print(json.dumps(out))
+        return 0
+    names = [s for s in args.systems.split(",") if s]
+    unknown = [s for s in names if s not in SYSTEMS]
+    if unknown:
+        p.error(f"unknown system {unknown}; use {', '.join(SYSTEMS)}")
+    common.build_native()
+    rows = [r for name in names for r in measure_system(name, SYSTEMS[name], args.fresh)]
+    previous = common.RESULTS / "seed_systems.json"
+    if previous.is_file():
+        rows = [r for r in json.loads(previous.read_text())["rows"] if r["family"] not in names] + rows
+    machine = common.machine()
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(rows, common.RESULTS / "seed_systems.png")
+    common.write_results("seed_systems", {"machine": machine, "budgets_bytes": PHONE_BUDGETS, "rows": rows},
+                         markdown(rows, machine))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,15 +33,16 @@ from lrf_model.pipeline import LRFPipeline, resolve_checkpoint  # noqa: E402
 from lrf_model.sampling import schedule  # noqa: E402
 
 
-def trajectory_errors(step: torch.nn.Module, refs: list[tuple[int, list[torch.Tensor]]], ts: list[float],
+def trajectory_errors(step: torch.nn.Module, refs: list[tuple[int, tuple[list[torch.Tensor], list[dict]]]], ts: list[float],
                       cfg: float) -> np.ndarray:
     """The gate's trajectory metric of ``step`` (a step graph's module) on each reference trajectory."""
     errors = []
-    for k, ref in refs:
-        z, worst = ref[0], 0.0
+    for k, (ref, carried) in refs:
+        z, worst, state = ref[0], 0.0, carried[0]
         for i in range(len(ts) - 1):
-            z = step(*test_vectors.step_inputs(z, ts, i, k, cfg, ref[0]))
-            z = z[0] if isinstance(z, (tuple, list)) else z
+            out = step(*test_vectors.step_inputs(z, ts, i, k, cfg, ref[0], state))
+            z, *rest = out if isinstance(out, (tuple, list)) else (out,)
+            state = dict(zip(sorted(state), rest))  # the step's carried state feeds the next step
             worst = max(worst, float((z - ref[i + 1]).abs().max() / ref[i + 1].abs().max()))
         errors.append(worst)
     return np.array(errors)

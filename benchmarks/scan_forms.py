@@ -65,7 +65,7 @@ def graphs() -> dict[str, tuple[GraphSpec, list[torch.Tensor]]]:
     step = step_spec(den, 4)
     g = torch.Generator().manual_seed(1)
     noise = torch.randn(step.inputs[0].shape, generator=g)
-    feeds = list(test_vectors.step_inputs(noise, schedule(4), 1, 3, 3.0, noise))  # plain generation, 2nd of 4 steps
+    feeds = list(test_vectors.step_inputs(noise, schedule(4), 1, 3, 3.0, noise, {}))  # plain generation, 2nd of 4 steps
     lru = Scan(320).eval()
     x = TensorSpec("x", (1, 256, 320), "float32")
     scan = GraphSpec("scan", lru, [x], [TensorSpec("h", (1, 256, 320), "float32")])

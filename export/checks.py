@@ -60,9 +60,9 @@ def run_check(rt, check: dict) -> np.ndarray:
     values = rt.inputs({name: load_tensor(rt.root, tensors[v]) if kinds.get(name) in TENSOR_INPUTS else v
                         for name, v in check["inputs"].items()})
     if check["compare"] == "states":
-        states: list[np.ndarray] = []
-        rt.iterate(values, callback=lambda i, state, s: states.append(np.stack([state[n] for n in rt.plan["loop"]["next"]])))
-        return np.concatenate(states)  # (iterations, ...) as the expected tensor stacks them
+        rows: list[np.ndarray] = []  # per iteration, the loop's states flattened in the plan's (name) order
+        rt.iterate(values, callback=lambda i, state, s: rows.append(np.concatenate([state[n].ravel() for n in rt.plan["loop"]["next"]])))
+        return np.stack(rows).reshape(tensors[check["expected"]]["shape"])  # as the expected tensor stacks them
     return rt.finish(rt.iterate(values), values)
 
 

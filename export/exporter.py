@@ -187,7 +187,7 @@ def _export_one(target: Target, precision: str, traces: Traces, ref, calib, pipe
         tensors, checks = test_vectors.write(tmp, ref, plan, TOLERANCES[precision])
         pixels = specs["decoder"].outputs[0]
         manifest = {
-            "model": {"name": model_name(ckpt), "family": pipe.family.describe(), "denoiser": dict(_public(den.config)),
+            "model": {"name": model_name(ckpt), "family": pipe.family.describe(den), "denoiser": dict(_public(den.config)),
                       "autoencoder": dict(_public(ae.config))},
             "class_names": list(pipe.class_names),
             "null_class": den.config.num_classes,

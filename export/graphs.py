@@ -4,7 +4,8 @@ Each graph is a small ``nn.Module`` wrapper plus its named inputs/outputs, decla
 (:class:`GraphSpec`); every target lowers these same modules and names:
 
 - ``step``: one classifier-free-guided Euler step with inpainting's blend,
-  ``(latent, t, dt, class_id, cfg, known, noise, latent_mask) -> next_latent``. It calls
+  ``(latent, t, dt, class_id, cfg, known, noise, latent_mask[, state...]) -> next_latent[, next_state...]``
+  (a family's carried state, e.g. MicroForge's ``plan``, after the step's own tensors). It calls
   :func:`lrf_model.sampling.guided_step`, the function the PyTorch sampler uses; ``latent_mask`` is
   on the latent grid (1 = regenerate), so a mask of ones is plain generation and image-to-image,
   bit for bit. For a model sampled without guidance (cfg 1: a guidance-distilled student) the
@@ -39,7 +40,7 @@ from lrf_model.autoencoder import Autoencoder, downsample_factor, from_model_spa
 from lrf_model.data import from_pixels, paste_unmasked, to_pixels
 from lrf_model.families import family_of
 from lrf_model.families import latent_shape as family_latent_shape
-from lrf_model.sampling import edit_start, guided_step
+from lrf_model.sampling import edit_start, guided_step, velocity_fn
 
 
 @dataclass(frozen=True)
@@ -112,16 +113,27 @@ AUTOENCODER_INT8 = frozenset({"autoencoder"})
 
 
 class GuidedStepGraph(torch.nn.Module):
+    """The step; a denoiser that carries state (:attr:`Family.state`) takes it after the step's own
+    inputs, in name order, and returns the next one after ``next_latent``."""
+
     def __init__(self, denoiser: torch.nn.Module, recursions: int):
         super().__init__()
         self.denoiser = denoiser
         self.recursions = recursions
         self.null_class = denoiser.config.num_classes
+        self.state_names = list(family_of(denoiser).state_shapes(denoiser))
+
+    def step(self, latent: torch.Tensor, t: torch.Tensor, dt: torch.Tensor, class_id: torch.Tensor, cfg: torch.Tensor | float,
+             known: torch.Tensor, noise: torch.Tensor, latent_mask: torch.Tensor, state: tuple[torch.Tensor, ...]):
+        velocity = velocity_fn(self.denoiser)
+        if self.state_names:
+            velocity.state = dict(zip(self.state_names, state))
+        out = guided_step(velocity, latent, t, dt, class_id, self.null_class, cfg, self.recursions, (known, noise, latent_mask))
+        return (out, *(velocity.state[name] for name in self.state_names)) if self.state_names else out
 
     def forward(self, latent: torch.Tensor, t: torch.Tensor, dt: torch.Tensor, class_id: torch.Tensor,
-                cfg: torch.Tensor, known: torch.Tensor, noise: torch.Tensor, latent_mask: torch.Tensor) -> torch.Tensor:
-        return guided_step(self.denoiser, latent, t, dt, class_id, self.null_class, cfg, self.recursions,
-                           (known, noise, latent_mask))
+                cfg: torch.Tensor, known: torch.Tensor, noise: torch.Tensor, latent_mask: torch.Tensor, *state: torch.Tensor):
+        return self.step(latent, t, dt, class_id, cfg, known, noise, latent_mask, state)
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
         return step_spec(self.denoiser, self.recursions, batch).example_inputs()
@@ -131,9 +143,8 @@ class UnguidedStepGraph(GuidedStepGraph):
     """The step at cfg 1: the conditional velocity alone (no ``cfg`` input, half the batch)."""
 
     def forward(self, latent: torch.Tensor, t: torch.Tensor, dt: torch.Tensor, class_id: torch.Tensor,
-                known: torch.Tensor, noise: torch.Tensor, latent_mask: torch.Tensor) -> torch.Tensor:
-        return guided_step(self.denoiser, latent, t, dt, class_id, self.null_class, 1.0, self.recursions,
-                           (known, noise, latent_mask))
+                known: torch.Tensor, noise: torch.Tensor, latent_mask: torch.Tensor, *state: torch.Tensor):
+        return self.step(latent, t, dt, class_id, 1.0, known, noise, latent_mask, state)
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
         return step_spec(self.denoiser, self.recursions, batch, guided=False).example_inputs()
@@ -189,14 +200,18 @@ def step_spec(denoiser: torch.nn.Module, recursions: int, batch: int = 1, guided
     lat = latent_shape(denoiser, batch)
     graph = (GuidedStepGraph if guided else UnguidedStepGraph)(denoiser, recursions)
     cfg = [TensorSpec("cfg", (batch,), "float32")] if guided else []
+    # Carried state has a row per denoiser call: both halves of a guided batch carry their own.
+    rows = 2 * batch if guided else batch
+    state = {name: (rows, *shape) for name, shape in family_of(denoiser).state_shapes(denoiser).items()}
     return GraphSpec(
         "step",
         graph,
         [TensorSpec("latent", lat, "float32"), TensorSpec("t", (batch,), "float32"), TensorSpec("dt", (batch,), "float32"),
          TensorSpec("class_id", (batch,), "int32"), *cfg,
          TensorSpec("known", lat, "float32"), TensorSpec("noise", lat, "float32"),
-         TensorSpec("latent_mask", latent_mask_shape(lat), "float32")],
-        [TensorSpec("next_latent", lat, "float32")],
+         TensorSpec("latent_mask", latent_mask_shape(lat), "float32"),
+         *(TensorSpec(name, shape, "float32") for name, shape in state.items())],
+        [TensorSpec("next_latent", lat, "float32"), *(TensorSpec(f"next_{name}", shape, "float32") for name, shape in state.items())],
         int8_paths(graph, denoiser),
     )
 

@@ -16,7 +16,10 @@ new code in five languages. Generation, image-to-image and inpainting are one pl
   latent grid).
 - ``loop``: the graph run each iteration, where each of its inputs comes from (``{"state": s}``,
   ``{"input": i}``, ``{"schedule": "t" | "dt"}`` of the current interval) and which outputs
-  replace which states (``next``; the others carry over). ``repeat`` is ``{"schedule": "steps"}``
+  replace which states (``next``, in name order: the order every runtime stacks them in for the
+  self-test; the others carry over). A family that carries state between steps (MicroForge's
+  ``plan``) adds it here: the step's input ``X`` fed from state ``X``, its output ``next_X`` setting
+  it, the state starting as zeros; so every runtime carries it with no code of its own. ``repeat`` is ``{"schedule": "steps"}``
   (one iteration per schedule interval), with ``"strength": "strength"`` starting at interval
   ``k = N - floor(N * strength + 0.5)`` (what ``{"schedule": "t_start"}`` feeds: ``t_k``), or
   ``{"count": n}``;
@@ -52,36 +55,46 @@ START: dict[str, dict] = {"latent": {"noise": "seed"}, "noise": {"noise": "seed"
                           "latent_mask": {"fill": 1.0}}
 
 
-def feeds_for(spec: GraphSpec) -> dict[str, dict]:
-    missing = [i.name for i in spec.inputs if i.name not in SOURCES]
+def feeds_for(spec: GraphSpec, sources: dict[str, dict] = SOURCES) -> dict[str, dict]:
+    missing = [i.name for i in spec.inputs if i.name not in sources]
     if missing:
         raise ValueError(f"graph {spec.kind} takes {missing}, which the plan cannot feed; add their sources to SOURCES")
-    return {i.name: SOURCES[i.name] for i in spec.inputs}
+    return {i.name: sources[i.name] for i in spec.inputs}
+
+
+def carried_states(loop_spec: GraphSpec) -> list[str]:
+    """The family's carried state (MicroForge's ``plan``): each output ``next_X`` after the latent
+    feeds input ``X`` of the next iteration; before the first it is zero (the model's own start)."""
+    return [o.name.removeprefix("next_") for o in loop_spec.outputs[1:]]
 
 
 def build_plan(loop_spec: GraphSpec, decoder: GraphSpec, encoder: GraphSpec | None, steps: int, cfg: float) -> dict:
     """The plan of a bundle whose loop graph is ``loop_spec`` (``step``: once per interval of the
     chosen schedule; ``fused``: the whole schedule in one call), whose end is ``decoder`` and
     whose edits start with ``encoder`` (step bundles only: a fused graph has its schedule baked in)."""
-    (state_out,) = loop_spec.outputs
+    latent_out = loop_spec.outputs[0]
+    carried = carried_states(loop_spec)
+    sources = {**SOURCES, **{name: {"state": name} for name in carried}}
+    start = {**START, **{name: {"fill": 0.0} for name in carried}}
     stepped = loop_spec.kind == "step"
     graphs = [loop_spec, decoder] + ([encoder] if stepped else [])
-    feeds = {g.kind: feeds_for(g) for g in graphs}
+    feeds = {g.kind: feeds_for(g, sources) for g in graphs}
     used = [src for f in feeds.values() for src in f.values()]
-    shapes = {src["state"]: list(i.shape) for g in graphs for i in g.inputs if "state" in (src := SOURCES[i.name])}
+    shapes = {src["state"]: list(i.shape) for g in graphs for i in g.inputs if "state" in (src := sources[i.name])}
     inputs = [{"name": "class", "kind": "class", "default": 0}, {"name": "seed", "kind": "seed", "default": 0},
               {"name": "steps", "kind": "steps", "default": steps}]
     if {"input": "cfg"} in used:
         inputs.append({"name": "cfg", "kind": "number", "default": cfg})
     for name, default in (("image", 0), ("mask", 1)):
         if {"input": name} in used:
-            shape = next(list(i.shape) for g in graphs for i in g.inputs if SOURCES[i.name] == {"input": name})
+            shape = next(list(i.shape) for g in graphs for i in g.inputs if sources[i.name] == {"input": name})
             inputs.append({"name": name, "kind": name, "default": default, "shape": shape})
     plan = {
         "inputs": inputs,
-        "start": {name: {**START[name], "shape": shape} for name, shape in shapes.items()},
-        "loop": {"graph": loop_spec.kind, "repeat": {"count": 1},
-                 "feeds": feeds[loop_spec.kind], "next": {"latent": state_out.name}},
+        "start": {name: {**start[name], "shape": shape} for name, shape in shapes.items()},
+        # In name order: every runtime stacks the loop's states in this order for the self-test.
+        "loop": {"graph": loop_spec.kind, "repeat": {"count": 1}, "feeds": feeds[loop_spec.kind],
+                 "next": dict(sorted({"latent": latent_out.name, **{n: f"next_{n}" for n in carried}}.items()))},
         "end": {"graph": decoder.kind, "feeds": feeds[decoder.kind], "output": decoder.outputs[0].name},
     }
     if stepped:

@@ -2,7 +2,7 @@
 
 The tensors: ``noise`` (the portable noise of the trajectory seed); for each plan run (plain
 generation ``trajectory``, image-to-image ``img2img`` and inpainting ``inpaint`` of the plain
-run's image) ``<run>.states`` (the latent after each loop iteration) and ``<run>.pixels`` (its
+run's image) ``<run>.states`` (the latent after each loop iteration, with any carried state) and ``<run>.pixels`` (its
 image); ``edit.image`` / ``edit.mask`` (the edits' input, the mask a centred square);
 ``step{k}.*`` (single guided steps, with inpainting's blend, at points of the inpainting run);
 ``encoder.*`` (the edit start on the edit input). The checks are data: a list of
@@ -22,7 +22,7 @@ import torch
 
 from lrf_model.data import to_pixels
 from lrf_model.pipeline import LRFPipeline
-from lrf_model.sampling import edit_start, guided_step, portable_noise, sample
+from lrf_model.sampling import edit_start, guided_step, portable_noise, sample, velocity_fn
 
 from .bundle import save_tensor
 from .graphs import is_guided
@@ -44,11 +44,22 @@ def test_classes(num_classes: int) -> tuple[int, int]:
 
 @dataclass
 class Run:
-    """One plan run of the reference: its plan inputs, the latent after each step, its image."""
+    """One plan run of the reference: its plan inputs, the loop's states after each step (the latent,
+    then any carried state, flattened, in name order: what every runtime stacks), its image."""
 
     inputs: dict
-    states: np.ndarray  # (iterations, 1, C, S, S)
+    states: np.ndarray  # (iterations, 1, C, S, S), or (iterations, n) with carried state
     pixels: np.ndarray  # (1, H, W, 3) uint8
+    latents: np.ndarray  # (iterations, 1, C, S, S)
+    carried: list[dict[str, np.ndarray]]  # the carried state after each step ({} for most families)
+
+
+def loop_state(z: torch.Tensor, carried: dict | None) -> np.ndarray:
+    """One iteration's row of a run's ``states``: the latent alone, or latent and carried state
+    flattened and concatenated in name order."""
+    if not carried:
+        return z.numpy().copy()
+    return np.concatenate([z.numpy().ravel(), *(carried[n].numpy().ravel() for n in sorted(carried))])
 
 
 @dataclass
@@ -64,22 +75,35 @@ class Reference:
     encoder: dict[str, np.ndarray]  # inputs + known
 
 
-def trajectory(pipe: LRFPipeline, seed: int, class_id: int, ts: list[float], cfg: float, R: int) -> list[torch.Tensor]:
+def trajectory(pipe: LRFPipeline, seed: int, class_id: int, ts: list[float], cfg: float,
+               R: int) -> tuple[list[torch.Tensor], list[dict]]:
+    """The latent before each step and after the last, and the carried state each step starts from."""
     noise = portable_noise(seed, pipe.latent_shape)[None]
-    latents = [noise]
-    sample(pipe.denoiser, noise, torch.tensor([class_id]), ts, pipe.denoiser.config.num_classes, cfg, R,
-           callback=lambda i, z: latents.append(z))
-    return latents
+    latents, carried = [noise], [initial_state(pipe, cfg)]
+    sample(velocity_fn(pipe.denoiser), noise, torch.tensor([class_id]), ts, pipe.denoiser.config.num_classes, cfg, R,
+           callback=lambda i, z, state: (latents.append(z), carried.append(state or {})))
+    return latents, carried
+
+
+def initial_state(pipe: LRFPipeline, cfg: float) -> dict[str, torch.Tensor]:
+    """The carried state before the first step, as the plan starts it (zeros), one row per denoiser call."""
+    rows = 2 if is_guided(cfg) else 1
+    return {n: torch.zeros(rows, *shape) for n, shape in pipe.family.state_shapes(pipe.denoiser).items()}
 
 
 def pipeline_run(pipe: LRFPipeline, inputs: dict, cfg: float, R: int, image=None, mask=None) -> Run:
     """The pipeline's own run on plan ``inputs`` (the edits through ``generate_tensor``, as
     ``lrf-generate`` makes them): the latent after each step and the final pixels."""
-    states: list[np.ndarray] = []
+    states, latents, carried = [], [], []
+
+    def record(_i: int, z: torch.Tensor, state: dict | None) -> None:
+        states.append(loop_state(z, state))
+        latents.append(z.numpy().copy())
+        carried.append({n: v.numpy().copy() for n, v in (state or {}).items()})
+
     images = pipe.generate_tensor([inputs["class"]], [inputs["seed"]], image=image, mask=mask, steps=inputs["steps"],
-                                  cfg_scale=cfg, recursions=R, strength=inputs.get("strength", 1.0),
-                                  callback=lambda i, z: states.append(z.numpy().copy()))
-    return Run(inputs, np.stack(states), to_pixels(images).numpy())
+                                  cfg_scale=cfg, recursions=R, strength=inputs.get("strength", 1.0), callback=record)
+    return Run(inputs, np.stack(states), to_pixels(images).numpy(), np.stack(latents), carried)
 
 
 def centre_mask(side: int) -> np.ndarray:
@@ -104,18 +128,23 @@ def reference(pipe: LRFPipeline, ts: list[float], cfg: float, R: int) -> Referen
     }
     eps = portable_noise(STEP_SEED, pipe.latent_shape)[None]
     known, _, lmask = edit_start(pipe.autoencoder, image_t, mask_t, eps, torch.ones(1))
-    inpaint_states = [eps.numpy(), *runs["inpaint"].states]  # strength 1: the run starts from eps
+    inpaint_latents = [eps.numpy(), *runs["inpaint"].latents]  # strength 1: the run starts from eps
+    start = {k: v.numpy() for k, v in initial_state(pipe, cfg).items()}
+    inpaint_carried = [start, *runs["inpaint"].carried]
     steps = []
     for i in sorted({0, n // 2, n - 1}):
-        feeds = {"latent": inpaint_states[i], "t": np.array([ts[i]], np.float32), "dt": np.array([ts[i] - ts[i + 1]], np.float32),
+        feeds = {"latent": inpaint_latents[i], "t": np.array([ts[i]], np.float32), "dt": np.array([ts[i] - ts[i + 1]], np.float32),
                  "class_id": np.array([edit_class], np.int32), "cfg": np.array([cfg], np.float32),
-                 "known": known.numpy(), "noise": eps.numpy(), "latent_mask": lmask.numpy()}
+                 "known": known.numpy(), "noise": eps.numpy(), "latent_mask": lmask.numpy(), **inpaint_carried[i]}
         if not is_guided(cfg):  # the unguided step graph takes no cfg; guided_step skips the null half
             del feeds["cfg"]
         t = {k: torch.from_numpy(v) for k, v in feeds.items()}
-        out = guided_step(pipe.denoiser, t["latent"], t["t"], t["dt"], t["class_id"], pipe.denoiser.config.num_classes,
+        velocity = velocity_fn(pipe.denoiser)
+        if start:
+            velocity.state = {n: t[n] for n in start}
+        out = guided_step(velocity, t["latent"], t["t"], t["dt"], t["class_id"], pipe.denoiser.config.num_classes,
                           t["cfg"] if "cfg" in t else cfg, R, (t["known"], t["noise"], t["latent_mask"]))
-        steps.append({**feeds, "next_latent": out.numpy()})
+        steps.append({**feeds, "next_latent": out.numpy(), **{f"next_{n}": velocity.state[n].numpy() for n in start}})
     t_start = torch.full((1,), ENCODER_T)
     enc_known, enc_latent, _ = edit_start(pipe.autoencoder, image_t, mask_t, eps, t_start)
     encoder = {"image": image, "mask": mask, "noise": eps.numpy(), "t_start": t_start.numpy(), "known": enc_known.numpy(),
@@ -136,12 +165,15 @@ def write(root: Path, ref: Reference, plan: dict, tolerance: dict) -> tuple[dict
     if not fused:
         for k, case in enumerate(ref.steps):
             arrays.update({f"step{k}.{name}": arr for name, arr in case.items()})
-            checks.append({"name": f"step{k}", "kind": "graph", "graph": "step",
-                           "feeds": {name: f"step{k}.{name}" for name in case if name != "next_latent"},
-                           "output": "next_latent", "expected": f"step{k}.next_latent", "metric": "rel", "limit": step_rel})
+            outputs = [name for name in case if name.startswith("next_")]  # next_latent, then any carried state
+            for output in outputs:
+                suffix = "" if output == "next_latent" else f".{output.removeprefix('next_')}"
+                checks.append({"name": f"step{k}{suffix}", "kind": "graph", "graph": "step",
+                               "feeds": {name: f"step{k}.{name}" for name in case if name not in outputs},
+                               "output": output, "expected": f"step{k}.{output}", "metric": "rel", "limit": step_rel})
     for name, run in runs.items():
         states = run.states[-1:] if fused else run.states  # the state after each loop iteration
-        arrays.update({f"{name}.states": states, f"{name}.final_latent": run.states[-1], f"{name}.pixels": run.pixels})
+        arrays.update({f"{name}.states": states, f"{name}.final_latent": run.latents[-1], f"{name}.pixels": run.pixels})
         label = "image" if name == "trajectory" else f"{name}_img"
         checks += [{"name": name, "kind": "plan", "inputs": run.inputs, "compare": "states", "expected": f"{name}.states",
                     "metric": "rel", "limit": step_rel},
@@ -168,12 +200,13 @@ def write(root: Path, ref: Reference, plan: dict, tolerance: dict) -> tuple[dict
 
 
 def step_inputs(latent: torch.Tensor, ts: list[float], i: int, class_id: int, cfg: float,
-                noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                noise: torch.Tensor, carried: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """The step graph's inputs (:func:`lrf_export.graphs.step_spec`'s order) for plain generation
-    at schedule index ``i``: no known region (an all-ones latent mask), ``cfg`` only when guided."""
+    at schedule index ``i``: no known region (an all-ones latent mask), ``cfg`` only when guided,
+    the carried state (in name order) last."""
     guidance = (torch.tensor([cfg]),) if is_guided(cfg) else ()
     return (latent, torch.tensor([ts[i]]), torch.tensor([ts[i] - ts[i + 1]]), torch.tensor([class_id], dtype=torch.int32),
-            *guidance, torch.zeros_like(latent), noise, torch.ones_like(latent[:, :1]))
+            *guidance, torch.zeros_like(latent), noise, torch.ones_like(latent[:, :1]), *(carried[n] for n in sorted(carried)))
 
 
 @torch.no_grad()
@@ -187,8 +220,8 @@ def calibration(pipe: LRFPipeline, ts: list[float], cfg: float, R: int, per_clas
     steps, finals, noises = [], [], []
     for k in range(pipe.denoiser.config.num_classes):
         for j in range(per_class):
-            lat = trajectory(pipe, 1000 + 10 * k + j, k, ts, cfg, R)
-            steps += [step_inputs(lat[i], ts, i, k, cfg, lat[0]) for i in range(len(ts) - 1)]
+            lat, carried = trajectory(pipe, 1000 + 10 * k + j, k, ts, cfg, R)
+            steps += [step_inputs(lat[i], ts, i, k, cfg, lat[0], carried[i]) for i in range(len(ts) - 1)]
             finals.append(lat[-1])
             noises.append((lat[0], torch.tensor([k], dtype=torch.int32)))
     images = [to_pixels(pipe.decode(z)) for z in finals]

@@ -117,6 +117,9 @@ def distill(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     refuse_changed_resume(out, args, RESUME_KEYS)
     teacher = LRFPipeline.from_checkpoint(args.teacher)
+    if teacher.family.state is not None:  # reflow's student is one velocity call per pair: nothing to carry
+        raise LRFError(f"lrf-distill: the {teacher.family.name} family carries state between steps, which reflow "
+                       "does not train yet; distill a family without it")
     make_pairs(teacher, out, args.pairs, args.pair_chunk, args.teacher_steps, args.teacher_cfg)
     z1_all, x0_all, y_all = load_pairs(out, args.pairs, args.pair_chunk)
 

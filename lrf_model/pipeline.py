@@ -28,7 +28,7 @@ from .editing import as_image, image_pixels, mask_pixels, start_index
 from .errors import LRFError
 from .families import Family, family_of, latent_shape, load_denoiser
 from .families import class_names as family_class_names
-from .sampling import batch_noise, edit_start, resample_seed, sample, schedule
+from .sampling import batch_noise, edit_start, resample_seed, sample, schedule, velocity_fn
 
 DEFAULT_STEPS = 4
 DEFAULT_CFG = 3.0  # see the model card: cfg 4 scores higher but takes INT8 ExecuTorch over its gate
@@ -152,7 +152,7 @@ class LRFPipeline(DiffusionPipeline):
         cfg_scale: float | None = None,
         recursions: int | None = None,
         shift: float = 1.0,
-        callback: Callable[[int, torch.Tensor], None] | None = None,
+        callback: Callable[[int, torch.Tensor, dict | None], None] | None = None,
         image: torch.Tensor | None = None,
         strength: float = 1.0,
         mask: torch.Tensor | None = None,
@@ -186,7 +186,7 @@ class LRFPipeline(DiffusionPipeline):
         def fresh_noise(step: int, repeat: int) -> torch.Tensor:
             return batch_noise([resample_seed(s, step, repeat) for s in seeds], self.latent_shape).to(self.device)
 
-        return sample(self.denoiser, start, labels, ts, self.denoiser.config.num_classes, cfg_scale, recursions,
+        return sample(velocity_fn(self.denoiser), start, labels, ts, self.denoiser.config.num_classes, cfg_scale, recursions,
                       callback, inpaint, resample, fresh_noise)
 
     @torch.no_grad()
@@ -256,7 +256,7 @@ class LRFPipeline(DiffusionPipeline):
                     labels[part], seeds[part], image=None if pixels is None else pixels[part],
                     mask=None if masks is None else masks[part], keep_unmasked=keep_unmasked, strength=strength, resample=resample,
                     steps=num_inference_steps, cfg_scale=guidance_scale, recursions=recursions,
-                    callback=lambda _i, _z: bar.update()))
+                    callback=lambda _i, _z, _s: bar.update()))
         images = torch.cat(chunks)
         if output_type == "pt":
             return ImagePipelineOutput(images=images)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from .autoencoder import downsample_factor, encode_pixels
 from .errors import LRFError
+from .families import family_of
 from .noise import noise_array
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -112,6 +113,27 @@ def resample_seed(seed: int, step: int, repeat: int) -> int:
     return (seed * 1_000_003 + 7_919 * (step * 64 + repeat + 1)) % 2**32
 
 
+class CarriedState:
+    """A denoiser that carries state from step to step (a family with ``state``: MicroForge's plan)
+    as the samplers' velocity function ``(z, t, class_labels, recursions) -> v``: each call feeds the
+    state the previous call returned (``state``: the first call's, None for the model's own start)
+    and keeps the one it returns. One per trajectory: a guided batch carries both halves' states."""
+
+    def __init__(self, model: Callable[..., tuple[torch.Tensor, dict]], state: dict[str, torch.Tensor] | None = None):
+        self.model, self.state = model, state
+
+    def __call__(self, z: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor,
+                 recursions: int | None = None) -> torch.Tensor:
+        v, self.state = self.model(z, t, class_labels, recursions, state=self.state)
+        return v
+
+
+def velocity_fn(model: torch.nn.Module) -> Callable[..., torch.Tensor]:
+    """What the samplers call for any family's denoiser: the model itself, or a fresh
+    :class:`CarriedState` around it when its family carries state between steps."""
+    return CarriedState(model) if family_of(model).state is not None else model
+
+
 def guided_velocity(
     model: Callable[..., torch.Tensor],
     z: torch.Tensor,
@@ -162,7 +184,7 @@ def integrate(
     null_class: int,
     cfg_scale: torch.Tensor | float,
     recursions: int | None = None,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
+    callback: Callable[[int, torch.Tensor, dict | None], None] | None = None,
     inpaint: Inpaint | None = None,
     resample: int = 1,
     fresh_noise: Callable[[int, int], torch.Tensor] | None = None,
@@ -172,7 +194,8 @@ def integrate(
     ``inpaint = (known, eps, mask)`` applies :func:`inpaint_blend` after every step (in :func:`guided_step`).
     ``resample > 1`` (RePaint, for inpainting) redoes each step that many times, taking the result
     back to the step's start with ``fresh_noise(step, repeat)`` in between (:func:`renoised`).
-    ``callback(i, z)`` is called after step ``i`` (progress bars, trajectory capture). Free of any
+    ``callback(i, z, state)`` is called after step ``i`` (progress bars, trajectory capture); ``state``
+    is what a :class:`CarriedState` ``model`` carries into the next step (None for other models). Free of any
     grad context, so ``torch.export`` can unroll it; :func:`sample` is the same under ``torch.no_grad``.
     """
     z = noise
@@ -185,7 +208,7 @@ def integrate(
                 z = renoised(z, ts[i + 1], ts[i], fresh_noise(i, u - 1))
             z = guided_step(model, z, t, dt, class_labels, null_class, cfg_scale, recursions, inpaint)
         if callback is not None:
-            callback(i, z)
+            callback(i, z, getattr(model, "state", None))
     return z
 
 

@@ -221,9 +221,22 @@ def min_snr_weight(t: torch.Tensor) -> torch.Tensor:
 
 
 def flow_loss(model, z0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
-              recursions: int | None, weight: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
-    """Rectified-flow velocity loss, each sample's MSE weighted by ``weight(t)`` (None: plain MSE)."""
-    v = model(noised(z0, noise, t), t, labels, recursions)
+              recursions: int | None, weight: Callable[[torch.Tensor], torch.Tensor] | None,
+              carry: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Rectified-flow velocity loss, each sample's MSE weighted by ``weight(t)`` (None: plain MSE).
+
+    A denoiser that carries state between steps returns ``(v, state)``; without ``carry`` it starts
+    from none (a first step). ``carry = (t_prev, keep)`` is self-conditioning, as sampling carries
+    the state: each sample starts from the state the model itself leaves at the earlier time
+    ``t_prev`` on the same straight path (no gradient), or from none where ``keep`` is false."""
+    state = None
+    if carry is not None:
+        t_prev, keep = carry
+        with torch.no_grad():
+            _, prev = model(noised(z0, noise, t_prev), t_prev, labels, recursions)
+        state = {n: s * keep.reshape(-1, *[1] * (s.dim() - 1)).to(s.dtype) for n, s in prev.items()}
+    out = model(noised(z0, noise, t), t, labels, recursions, **({"state": state} if state is not None else {}))
+    v = out[0] if isinstance(out, tuple) else out
     per_sample = (v.float() - (noise - z0)).pow(2).mean(dim=(1, 2, 3))
     return per_sample.mean() if weight is None else (per_sample * weight(t)).mean()
 
@@ -401,8 +414,12 @@ def train_denoiser(args: argparse.Namespace) -> dict:
             if choices is not None else None
         t = logit_normal(n, rt.device, g)
         noise = torch.randn(z0.shape, device=rt.device, generator=g)
+        carry = None
+        if family.state is not None:  # self-conditioning: the state of a step up to 0.25 earlier, for half the batch
+            carry = ((t + 0.25 * torch.rand(n, device=rt.device, generator=g)).clamp(max=1.0),
+                     torch.rand(n, device=rt.device, generator=g) < 0.5)
         with rt.autocast():
-            loss = flow_loss(ddp, z0, y, t, noise, R, weight)
+            loss = flow_loss(ddp, z0, y, t, noise, R, weight, carry)
         gnorm = optimizer_step(loss, model.parameters(), opt)
         sched.step()
         ema.step(model.parameters())
@@ -436,7 +453,9 @@ def main_train(argv: list[str] | None = None) -> None:
         family.add_arguments(p.add_argument_group(f"family {family.name}", family.description))
     g = p.add_argument_group("recursive families", ", ".join(f.name for f in FAMILIES.values() if f.recursive))
     g.add_argument("--recursions", type=int, default=2, help="default recursion count stored in the config")
-    g = p.add_argument_group("cross-attention families", "luminars, iris")
+    g = p.add_argument_group("token-width families", "iris, microforge")
+    g.add_argument("--dim", type=int, default=128, help="token width")
+    g = p.add_argument_group("cross-attention families", "luminars, iris, microforge")
     g.add_argument("--cond-tokens", type=int, default=4, help="learned conditioning tokens per class (a text encoder's place)")
     g.add_argument("--recursion-choices", type=lambda s: [int(x) for x in s.split(",")], default=None,
                    help="R drawn per batch from these (comma-separated; default: the family's)")

@@ -49,7 +49,7 @@ def tiny_checkpoint(tmp_path, tiny_denoiser) -> Path:
 def tiny_family_denoiser(name: str) -> torch.nn.Module:
     """A tiny random denoiser of family ``name`` whose layers clear Core ML's 2048-weight threshold.
 
-    LRF v2, LuminaRS and IRIS start as the identity (zero-initialised output layers: adaLN-Zero, and
+    LRF v2, LuminaRS, IRIS and MicroForge start as the identity (zero-initialised output layers: adaLN-Zero, and
     each ConvNeXt MLP's, attention's and refinement pass's last layer), so their weights are randomised, at std 0.05
     (:data:`TEST_STD`): at 0.1 the random model amplifies any rounding about tenfold (its 2-step
     INT8 trajectory was 4.8e-2 of the reference against 2.9e-3 at 0.05; the trained models sit at
@@ -60,7 +60,7 @@ def tiny_family_denoiser(name: str) -> torch.nn.Module:
         config["hidden_dim"] = 48
     torch.manual_seed(0)
     model = family.build(**config)
-    return (randomize(model, std=TEST_STD) if name in ("lrf", "luminars", "iris") else model).eval()
+    return (randomize(model, std=TEST_STD) if name in ("lrf", "luminars", "iris", "microforge") else model).eval()
 
 
 @pytest.fixture(scope="session")

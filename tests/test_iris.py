@@ -14,7 +14,7 @@ from lrf_export.passes.constants import FoldConstants
 from lrf_export.passes.scan import FORMS, SCAN, ScanAsOps
 from lrf_export.passes.unroll import CheckWeightsStoredOnce
 from lrf_model.errors import LRFError
-from lrf_model.families import FAMILIES
+from lrf_model.families import FAMILIES, latent_shape
 from lrf_model.families.iris import PUBLISHED_CONFIG, FourierMixer, ManhattanAttention, softshrink
 from lrf_model.ops import linear_scan
 
@@ -88,7 +88,7 @@ def test_the_spatial_decay_is_gamma_to_the_manhattan_distance():
 
 def test_the_core_is_shared_and_iteration_aware():
     model = tiny_family_denoiser("iris")
-    z, t, y = torch.randn(1, 4, 8, 8), torch.tensor([0.5]), torch.tensor([1])
+    z, t, y = torch.randn(1, *latent_shape(model)), torch.tensor([0.5]), torch.tensor([1])
     with torch.no_grad():
         outs = [model(z, t, y, r) for r in (1, 2)]
     assert (outs[0] - outs[1]).abs().max() > 1e-4

@@ -117,3 +117,19 @@ def test_float16_tanh_gelu_is_delegated_and_erf_gelu_is_left_alone():
     torch.testing.assert_close(rewritten.module()(x), net(x), atol=2e-3, rtol=2e-3)
     exact = torch.export.export(mlp("none"), (x,))
     assert ForXnnpack()(exact) is exact
+
+
+def test_softplus_is_delegated_and_exact():
+    """softplus's edge decomposition (``gt``, ``log1p``, ``where``) runs on portable kernels and cut
+    MicroForge's step at each selective scan's ``dt``; ForXnnpack writes it in XNNPACK's ops, equal
+    to float rounding on both sides of the threshold; a beta other than 1 is left alone."""
+    net = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Softplus(), torch.nn.Linear(16, 16), torch.nn.Softplus(),
+                              torch.nn.Linear(16, 16)).eval()
+    x = torch.randn(4, 16) * 30  # beyond the threshold (20) and below it
+    program = torch.export.export(net, (x,))
+    assert _lower(program)[1]["xnnpack_partitions"] > 1  # upstream behaviour: if this changes, the rewrite may go
+    rewritten = ForXnnpack()(program)
+    assert _lower(rewritten)[1]["xnnpack_partitions"] == 1
+    torch.testing.assert_close(rewritten.module()(x), net(x), atol=1e-5, rtol=1e-6)
+    other = torch.export.export(torch.nn.Softplus(beta=2.0), (x,))
+    assert ForXnnpack()(other) is other

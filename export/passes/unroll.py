@@ -15,7 +15,7 @@ import hashlib
 import torch
 
 from lrf_model.errors import LRFError
-from lrf_model.sampling import integrate
+from lrf_model.sampling import integrate, velocity_fn
 
 from ..graphs import GraphSpec, TensorSpec, int8_paths, latent_shape
 
@@ -28,7 +28,7 @@ class FusedSamplerGraph(torch.nn.Module):
         self.denoiser, self.ts, self.cfg, self.recursions = denoiser, list(ts), float(cfg), recursions
 
     def forward(self, noise: torch.Tensor, class_id: torch.Tensor) -> torch.Tensor:
-        return integrate(self.denoiser, noise, class_id, self.ts, self.denoiser.config.num_classes, self.cfg,
+        return integrate(velocity_fn(self.denoiser), noise, class_id, self.ts, self.denoiser.config.num_classes, self.cfg,
                          self.recursions)
 
 

@@ -16,7 +16,9 @@ same step is 3 partitions and the autoencoder's decoder one:
   SiLU in float32, and each of the UNet's 25 SiLUs cut the fp16 step into another partition
   (39 in all) between two casts;
 - GELU's tanh form written out with ``tanh`` (exact: the same formula): XNNPACK's partitioner
-  refuses float16 ``gelu``, which cut LuminaRS's fp16 step at each of its ConvNeXt MLPs.
+  refuses float16 ``gelu``, which cut LuminaRS's fp16 step at each of its ConvNeXt MLPs;
+- softplus as ``relu(x) + log(1 + exp(-|x|))``: its edge decomposition (``gt``, ``log1p``, ``where``
+  for the threshold) cut MicroForge's step at each selective scan's ``dt``.
 
 The rewrite is arithmetic-preserving up to float rounding (the parity gate measures it), runs
 after INT8 quantization (so the quantizer sees the modules it annotates unchanged), and leaves
@@ -65,6 +67,12 @@ def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     return 0.5 * x * (1.0 + torch.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
 
 
+def softplus(x: torch.Tensor, beta: float = 1.0, threshold: float = 20.0) -> torch.Tensor:
+    """``log(1 + exp(x))`` in its overflow-free form ``relu(x) + log(1 + exp(-|x|))`` (equal to float
+    rounding, past ``threshold`` too, where torch returns ``x``: the second term is below 2e-9 there)."""
+    return torch.relu(x) + torch.log(1.0 + torch.exp(-torch.abs(x)))
+
+
 def _upsampled_size(h: int, w: int, output_size, scale_factors) -> list[int]:
     return list(output_size) if output_size is not None else [int(h * scale_factors[0]), int(w * scale_factors[1])]
 
@@ -84,6 +92,7 @@ _REWRITES = {
     aten.upsample_nearest2d.vec: upsample_nearest,
     aten.silu.default: silu,
     aten.gelu.default: gelu,
+    aten.softplus.default: softplus,
 }
 
 
@@ -100,11 +109,13 @@ def _rewritable(node: torch.fx.Node) -> bool:
         return node.args[0].meta["val"].dim() == 4 and all(o % i == 0 and 2 <= o // i <= 5 for o, i in zip(out, (h, w)))
     if node.target == aten.gelu.default:  # the erf form has no XNNPACK equivalent: kept as it is
         return node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none") == "tanh"
+    if node.target == aten.softplus.default:  # beta 1 only (the form above)
+        return (list(node.args[1:2]) or [node.kwargs.get("beta", 1.0)])[0] == 1.0
     return True
 
 
 class ForXnnpack:
-    """Pass: group norm, unmasked attention, integer nearest upsampling, SiLU and tanh-GELU in
+    """Pass: group norm, unmasked attention, integer nearest upsampling, SiLU, tanh-GELU and softplus in
     XNNPACK's ops. Each op is rewritten only where all its nodes can be (a graph mixing tanh- and
     erf-GELU keeps both as they are: the table is per op)."""
 

@@ -17,12 +17,13 @@ from .base import Family
 from .iris import IRIS
 from .lrf import LRF
 from .luminars import LUMINARS
+from .microforge import MICROFORGE
 from .unet2d import UNET2D
 
-__all__ = ["FAMILIES", "IRIS", "LRF", "LUMINARS", "UNET2D", "Family", "class_names", "family_named_in", "family_of", "get_family",
+__all__ = ["FAMILIES", "IRIS", "LRF", "LUMINARS", "MICROFORGE", "UNET2D", "Family", "class_names", "family_named_in", "family_of", "get_family",
            "latent_shape", "load_denoiser"]
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (LRF, UNET2D, LUMINARS, IRIS)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (LRF, UNET2D, LUMINARS, IRIS, MICROFORGE)}
 _BY_CLASS = {f.model_class.__name__: f for f in FAMILIES.values()}
 
 

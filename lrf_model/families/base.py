@@ -3,7 +3,9 @@ benchmarks and runtimes never name a denoiser class.
 
 Every family's denoiser is a diffusers ``ModelMixin``/``ConfigMixin`` with one calling
 convention, ``forward(z (B,C,S,S), t (B,) in [0, 1], class_labels (B,) int, recursions=None)
--> v (B,C,S,S)`` (the rectified-flow velocity ``noise - z0``), and config fields
+-> v (B,C,S,S)`` (the rectified-flow velocity ``noise - z0``); a family that carries state from
+one step to the next (``Family.state``) adds ``state=None`` (a dict of tensors, None on the first
+step) and returns ``(v, next_state)``. Config fields
 ``latent_channels``, ``latent_size``, ``num_classes`` and ``class_names``. Class id
 ``num_classes`` is the null class of classifier-free guidance. The rest, which differs from
 family to family, is a :class:`Family`.
@@ -39,7 +41,10 @@ class Family:
 
     - ``conditioning``: the inputs of a denoising step besides latent, t, dt and cfg (the
       bundle's plan declares them; ``class_id`` for every family so far);
-    - ``state``: tensors carried from one step to the next (none so far);
+    - ``state``: for a family whose denoiser carries tensors from one step to the next, the
+      function giving their per-image shapes for a model (``{}``: this model carries none, e.g.
+      MicroForge without its planner); samplers wrap such a denoiser in
+      :class:`lrf_model.sampling.CarriedState`, and a bundle's step graph takes and returns them;
     - ``int8_module_types`` / ``int8_excluded`` / ``int8_float_within``: the modules INT8 may quantize,
       chosen by type (renaming a layer cannot silently turn quantization off), less named ones and
       every layer inside a module of a kept-float type (attention); ``int8_min_share``: the share
@@ -68,7 +73,7 @@ class Family:
     recursive: bool = False
     train_recursions: tuple[int, ...] = ()
     conditioning: tuple[str, ...] = ("class_id",)
-    state: tuple[str, ...] = ()
+    state: Callable[[torch.nn.Module], dict[str, tuple[int, ...]]] | None = field(default=None, hash=False, compare=False)
     resume_keys: tuple[str, ...] = ()  # lrf-train flags a resumed run must keep
     train_groups: dict[str, tuple[type, ...]] = field(default_factory=dict, hash=False, compare=False)
     loss_weight: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, hash=False, compare=False)
@@ -107,7 +112,12 @@ class Family:
         chosen = {id(p): p for m in model.modules() if isinstance(m, self.train_groups[group]) for p in m.parameters()}
         return list(chosen.values())
 
-    def describe(self) -> dict:
-        """What a bundle's manifest records about the family."""
-        return {"name": self.name, "conditioning": list(self.conditioning), "state": list(self.state),
+    def state_shapes(self, model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+        """``{name: per-image shape}`` of the tensors ``model`` carries between steps, sorted by name
+        (the order every runtime stacks them in)."""
+        return dict(sorted(self.state(model).items())) if self.state is not None else {}
+
+    def describe(self, model: torch.nn.Module) -> dict:
+        """What a bundle's manifest records about the family (and this model's carried state)."""
+        return {"name": self.name, "conditioning": list(self.conditioning), "state": list(self.state_shapes(model)),
                 "recursive": self.recursive, "int8_min_share": self.int8_min_share}

@@ -337,7 +337,6 @@ def _validate(latent_size: int, num_classes: int, class_names, dim: int, core_de
 
 
 def _add_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--dim", type=int, default=128, help="IRIS: token width")
     g.add_argument("--core-depth", type=int, default=1, help="IRIS: layers in the shared-weight core")
     g.add_argument("--fourier-blocks", type=int, default=4, help="IRIS: blocks of the Fourier MLP's block-diagonal weight")
 
@@ -360,8 +359,9 @@ IRIS = Family(
     train_recursions=(2, 4, 6, 8),
     add_arguments=_add_arguments,
     config_from_args=_config_from_args,
-    tiny_config=dict(dim=48, core_depth=1, heads=2, fourier_blocks=2, window=4, expansion=2, cond_tokens=2, cond_dim=48,
-                     time_freq_dim=16, recursions=1, max_recursions=2),
+    # A 4 x 4 latent: the unrolled scans' lowering time grows with the tokens (CI time)
+    tiny_config=dict(latent_size=4, dim=48, core_depth=1, heads=2, fourier_blocks=2, window=4, expansion=2, cond_tokens=2,
+                     cond_dim=48, time_freq_dim=16, recursions=1, max_recursions=2),
     resume_keys=("dim", "core_depth", "fourier_blocks", "cond_tokens", "recursions", "recursion_choices"),
     loss_weight=snr_weight,
 )

@@ -58,7 +58,7 @@ def test_partial_strength_starts_on_the_noised_input(pipe):
     """Strength 0.5 of 4 steps runs the last 2 steps from (1 - t_2) E(x) + t_2 eps."""
     image = batch(picture(pipe.image_side))
     starts = []
-    pipe.generate_latents([1], [3], steps=4, image=image, strength=0.5, callback=lambda i, z: starts.append(i))
+    pipe.generate_latents([1], [3], steps=4, image=image, strength=0.5, callback=lambda i, z, _state: starts.append(i))
     assert starts == [0, 1]
     known, eps = pipe.encode(image), batch_noise([3], pipe.latent_shape)
     expected = sample(pipe.denoiser, 0.5 * known + 0.5 * eps, torch.tensor([1]), [0.5, 0.25, 0.0],

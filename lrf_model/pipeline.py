@@ -42,7 +42,7 @@ def default_checkpoint() -> Path:
 
 def resolve_checkpoint(path: str | Path | None) -> Path:
     """A checkpoint folder from what a user typed: a folder, the name of a shipped checkpoint
-    (``cifar10``, ``cifar10-fewstep``: folders of ``lrf_model/weights/``), or None for the default."""
+    (``cifar10``, ``cifar10-fewstep``, ``cifar10-luminars``: folders of ``lrf_model/weights/``), or None for the default."""
     if path is None:
         return default_checkpoint()
     root = Path(path)

@@ -195,14 +195,19 @@ def is_guided(cfg: float) -> bool:
     return cfg != 1.0
 
 
+def carried_state_shapes(denoiser: torch.nn.Module, guided: bool, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of the state the step carries, sorted by name: a row per denoiser call, so
+    both halves of a guided batch carry their own."""
+    rows = 2 * batch if guided else batch
+    return {name: (rows, *shape) for name, shape in family_of(denoiser).state_shapes(denoiser).items()}
+
+
 def step_spec(denoiser: torch.nn.Module, recursions: int, batch: int = 1, guided: bool = True) -> GraphSpec:
     """The step graph; ``guided=False``: at cfg 1, without the ``cfg`` input and the unconditional half."""
     lat = latent_shape(denoiser, batch)
     graph = (GuidedStepGraph if guided else UnguidedStepGraph)(denoiser, recursions)
     cfg = [TensorSpec("cfg", (batch,), "float32")] if guided else []
-    # Carried state has a row per denoiser call: both halves of a guided batch carry their own.
-    rows = 2 * batch if guided else batch
-    state = {name: (rows, *shape) for name, shape in family_of(denoiser).state_shapes(denoiser).items()}
+    state = carried_state_shapes(denoiser, guided, batch)
     return GraphSpec(
         "step",
         graph,

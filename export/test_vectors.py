@@ -25,7 +25,7 @@ from lrf_model.pipeline import LRFPipeline
 from lrf_model.sampling import edit_start, guided_step, portable_noise, sample, velocity_fn
 
 from .bundle import save_tensor
-from .graphs import is_guided
+from .graphs import carried_state_shapes, is_guided
 
 TRAJECTORY_SEED = 0
 STEP_SEED = 1
@@ -87,8 +87,7 @@ def trajectory(pipe: LRFPipeline, seed: int, class_id: int, ts: list[float], cfg
 
 def initial_state(pipe: LRFPipeline, cfg: float) -> dict[str, torch.Tensor]:
     """The carried state before the first step, as the plan starts it (zeros), one row per denoiser call."""
-    rows = 2 if is_guided(cfg) else 1
-    return {n: torch.zeros(rows, *shape) for n, shape in pipe.family.state_shapes(pipe.denoiser).items()}
+    return {n: torch.zeros(shape) for n, shape in carried_state_shapes(pipe.denoiser, is_guided(cfg)).items()}
 
 
 def pipeline_run(pipe: LRFPipeline, inputs: dict, cfg: float, R: int, image=None, mask=None) -> Run:

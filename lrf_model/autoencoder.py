@@ -1,10 +1,12 @@
-"""The frozen autoencoder: diffusers' ``AutoencoderTiny`` (the TAESD architecture), or its
-``AutoencoderKL`` (the Stable Diffusion / FLUX VAE family) for a model trained on one.
+"""The frozen autoencoder: diffusers' ``AutoencoderTiny`` (the TAESD architecture), its
+``AutoencoderKL`` (the Stable Diffusion / FLUX VAE family) for a model trained on one, or its
+``AutoencoderDC`` (DC-AE: deep compression through space-to-channel residual shortcuts; MicroForge's).
 
 We never re-implement either. This module only
 - builds an ``AutoencoderTiny`` of a chosen downsampling factor, width and latent channels
   (the shipped 32px model uses f=4: 32x32x3 -> 8x8x4), and an ``AutoencoderKL`` of a given size
-  (:func:`build_kl_autoencoder`: the seed systems' ~83M VAEs);
+  (:func:`build_kl_autoencoder`: the seed systems' ~83M VAEs), and an ``AutoencoderDC``
+  (:func:`build_dc_autoencoder`: MicroForge's, f=4/8 on CIFAR-10, f=32 at its published size);
 - builds IRIS's wavelet autoencoder (``wavelet=True``: a Haar DWT around an ``AutoencoderTiny``,
   :mod:`lrf_model.wavelet`);
 - loads any of them from a diffusers folder (its ``config.json`` names the class);
@@ -14,8 +16,8 @@ We never re-implement either. This module only
   moving between the two formats).
 
 Latent scaling follows diffusers: the denoiser sees ``(latents - shift_factor) * scaling_factor``,
-both stored in the autoencoder's own config. Encoding is deterministic for both (a KL VAE's
-posterior mode), so the pipeline and every bundle's ``encoder`` graph give the same latent.
+both stored in the autoencoder's own config (a DC-AE's has no shift: its latents are only scaled).
+Encoding is deterministic for all (a KL VAE's posterior mode), so the pipeline and every bundle's ``encoder`` graph give the same latent.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import torch
 import json
 
-from diffusers import AutoencoderKL, AutoencoderTiny
+from diffusers import AutoencoderDC, AutoencoderKL, AutoencoderTiny
 
 from .data import from_pixels
 from .errors import ConfigError, LRFError, first_line
@@ -36,8 +38,8 @@ from .wavelet import WaveletAutoencoder
 TAESD_HUB_ID = "madebyollin/taesd"
 # The autoencoder classes a checkpoint may hold, by the ``_class_name`` diffusers writes.
 AUTOENCODER_CLASSES = {"AutoencoderTiny": AutoencoderTiny, "AutoencoderKL": AutoencoderKL,
-                       "WaveletAutoencoder": WaveletAutoencoder}
-Autoencoder = AutoencoderTiny | AutoencoderKL
+                       "AutoencoderDC": AutoencoderDC, "WaveletAutoencoder": WaveletAutoencoder}
+Autoencoder = AutoencoderTiny | AutoencoderKL | AutoencoderDC
 
 
 def build_autoencoder(downsample: int = 4, latent_channels: int = 4, channels: int = 64,
@@ -83,16 +85,41 @@ def build_kl_autoencoder(latent_channels: int = 16, block_out_channels: tuple[in
                          down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n)
 
 
+def build_dc_autoencoder(downsample: int = 4, latent_channels: int = 16, channels: int = 32,
+                         layers_per_block: int = 2) -> AutoencoderDC:
+    """An untrained ``AutoencoderDC`` of ``log2(downsample) + 1`` stages whose widths double from
+    ``channels``; every stride is a pixel (un)shuffle with DC-AE's space-to-channel residual
+    shortcut, and the latent in/out shortcuts are on. ResBlocks at every stage: DC-AE's
+    EfficientViT (linear attention) stages serve its f=32-128 latents of large images, while
+    ResBlocks keep the graph in the ops every target runs. The decoder's norm is DC-AE's RMSNorm."""
+    if downsample < 2 or downsample & (downsample - 1):
+        raise ConfigError(f"downsample={downsample} is invalid; use a power of two >= 2 (DC-AE uses 32)")
+    if latent_channels < 1 or channels < 1 or layers_per_block < 1:
+        raise ConfigError(f"AutoencoderDC({latent_channels} latent channels, width {channels}, {layers_per_block} layers): "
+                          "use positive sizes")
+    stages = int(math.log2(downsample)) + 1
+    widths = tuple(channels * 2**i for i in range(stages))
+    return AutoencoderDC(in_channels=3, latent_channels=latent_channels, encoder_block_types="ResBlock",
+                         decoder_block_types="ResBlock", encoder_block_out_channels=widths,
+                         decoder_block_out_channels=widths, encoder_layers_per_block=(layers_per_block,) * stages,
+                         decoder_layers_per_block=(layers_per_block,) * stages,
+                         encoder_qkv_multiscales=((),) * stages, decoder_qkv_multiscales=((),) * stages,
+                         decoder_norm_types="rms_norm", decoder_act_fns="silu")
+
+
 def downsample_factor(ae: Autoencoder) -> int:
     """Spatial downsampling factor (2 ** number of stride-2 stages)."""
-    stages = ae.config.encoder_block_out_channels if isinstance(ae, AutoencoderTiny) else ae.config.block_out_channels
+    stages = (ae.config.encoder_block_out_channels if isinstance(ae, (AutoencoderTiny, AutoencoderDC))
+              else ae.config.block_out_channels)
     return 2 ** (len(stages) - 1) * (2 if isinstance(ae, WaveletAutoencoder) else 1)
 
 
 def encoded(ae: Autoencoder, x: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] -> raw (unscaled) latents: TAESD's latents, a KL VAE's posterior mode."""
+    """Images in [-1, 1] -> raw (unscaled) latents: TAESD's or DC-AE's latents, a KL VAE's posterior mode."""
     out = ae.encode(x)
-    return out.latents if isinstance(ae, AutoencoderTiny) else out.latent_dist.mode()
+    if isinstance(ae, AutoencoderTiny):
+        return out.latents
+    return out.latent if isinstance(ae, AutoencoderDC) else out.latent_dist.mode()
 
 
 def load_autoencoder(source: str | Path) -> Autoencoder:
@@ -215,8 +242,8 @@ def decoder_flops(ae: Autoencoder, image_side: int = 32) -> int:
 
 
 def latent_scaling(ae: Autoencoder) -> tuple[float, float]:
-    """``(scaling_factor, shift_factor)`` of the model space; a KL VAE's config may have no shift (None)."""
-    return float(ae.config.scaling_factor), float(ae.config.shift_factor or 0.0)
+    """``(scaling_factor, shift_factor)`` of the model space; a KL VAE's shift may be None, a DC-AE has none."""
+    return float(ae.config.scaling_factor), float(ae.config.get("shift_factor") or 0.0)
 
 
 def to_model_space(ae: Autoencoder, latents: torch.Tensor) -> torch.Tensor:

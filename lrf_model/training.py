@@ -10,6 +10,7 @@ state written every ``--checkpoint-minutes`` that ``--resume`` continues exactly
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import time
@@ -24,7 +25,8 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from .autoencoder import build_autoencoder, decoder_flops, load_autoencoder, to_model_space
+from .autoencoder import (build_autoencoder, build_dc_autoencoder, decoder_flops, encoded, load_autoencoder,
+                          to_model_space)
 from .data import CIFAR10_CLASSES, cached_latents, images_to_tensor, load_cifar10
 from .errors import LRFError, cli_errors
 from .families import FAMILIES, Family, family_named_in, get_family, load_denoiser
@@ -65,7 +67,7 @@ class Reconstruction(torch.nn.Module):
         self.ae = ae
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ae.decode(self.ae.encode(x).latents).sample
+        return self.ae.decode(encoded(self.ae, x)).sample
 
 
 def reconstruction_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +82,7 @@ def evaluate_autoencoder(ae, images: np.ndarray, device: torch.device, batch_siz
     sq = 0.0
     for i in range(0, len(images), batch_size):
         x = images_to_tensor(images[i : i + batch_size]).to(device)
-        y = ae.decode(ae.encode(x).latents).sample.clamp(-1, 1)
+        y = ae.decode(encoded(ae, x)).sample.clamp(-1, 1)
         sq += F.mse_loss(y.float(), x, reduction="sum").item()
     mse = sq / (len(images) * 3 * 32 * 32)
     return {"mse": mse, "psnr_db": 10 * math.log10(4.0 / mse)}
@@ -88,16 +90,20 @@ def evaluate_autoencoder(ae, images: np.ndarray, device: torch.device, batch_siz
 
 @torch.no_grad()
 def set_latent_statistics(ae, images: np.ndarray, device: torch.device) -> None:
-    """Latent mean/std of ``images`` -> diffusers' shift/scaling, so the denoiser sees ~unit-variance latents."""
+    """Latent mean/std of ``images`` -> diffusers' shift/scaling, so the denoiser sees ~unit-variance
+    latents; an autoencoder class without a shift (DC-AE) is scaled to a unit second moment."""
     ae.eval()
-    lat = torch.cat([ae.encode(images_to_tensor(images[i : i + 500]).to(device)).latents.float().cpu()
+    lat = torch.cat([encoded(ae, images_to_tensor(images[i : i + 500]).to(device)).float().cpu()
                      for i in range(0, len(images), 500)])
-    ae.register_to_config(shift_factor=float(lat.mean()), scaling_factor=float(1.0 / lat.std()))
+    if "shift_factor" in inspect.signature(type(ae).__init__).parameters:
+        ae.register_to_config(shift_factor=float(lat.mean()), scaling_factor=float(1.0 / lat.std()))
+    else:
+        ae.register_to_config(scaling_factor=float(1.0 / lat.pow(2).mean().sqrt()))
 
 
 # Settings a resumed run must share with the run it continues.
 AE_RESUME_KEYS = ("epochs", "batch_size", "lr", "seed", "limit", "downsample", "latent_channels", "channels",
-                  "decoder_channels", "ema", "wavelet")
+                  "decoder_channels", "ema", "wavelet", "dc", "layers_per_block")
 
 
 def train_autoencoder(args: argparse.Namespace) -> dict:
@@ -107,8 +113,11 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     train_x, _ = take(*load_cifar10(args.data, "train"), args.limit)
     test_x, _ = load_cifar10(args.data, "test")
-    ae = build_autoencoder(args.downsample, args.latent_channels, args.channels, args.decoder_channels,
-                           args.wavelet).to(rt.device)
+    if args.dc:
+        ae = build_dc_autoencoder(args.downsample, args.latent_channels, args.channels, args.layers_per_block)
+    else:
+        ae = build_autoencoder(args.downsample, args.latent_channels, args.channels, args.decoder_channels, args.wavelet)
+    ae = ae.to(rt.device)
     ae = ae.to(memory_format=torch.channels_last)  # oneDNN's fast conv layout on CPU
     ema = EMAModel(ae.parameters(), decay=args.ema)
     model = wrap_ddp(Reconstruction(ae), rt)
@@ -180,11 +189,11 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
                    parameters=sum(p.numel() for p in ae.parameters()),
                    decoder_parameters=sum(p.numel() for p in ae.decoder.parameters()),
                    decoder_mflop_per_image=decoder_flops(ae) / 1e6,
-                   shift_factor=ae.config.shift_factor, scaling_factor=ae.config.scaling_factor)
+                   shift_factor=ae.config.get("shift_factor"), scaling_factor=ae.config.scaling_factor)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with torch.no_grad():
         x = images_to_tensor(test_x[:16]).to(rt.device)
-        y = ae.decode(ae.encode(x).latents).sample.clamp(-1, 1)
+        y = ae.decode(encoded(ae, x)).sample.clamp(-1, 1)
     save_image_grid(torch.cat([x, y]).cpu(), out / "reconstruction.png", nrow=16)
     print(f"autoencoder: test MSE {metrics['mse']:.5f}, PSNR {metrics['psnr_db']:.2f} dB -> {out}")
     return metrics
@@ -193,16 +202,23 @@ def train_autoencoder(args: argparse.Namespace) -> dict:
 @cli_errors
 def main_train_ae(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="lrf-train-ae", description="Train the TAESD-architecture autoencoder on CIFAR-10 "
-                                "(or IRIS's wavelet one).")
+                                "(or IRIS's wavelet one, or MicroForge's DC-AE).")
     add_common_args(p)
     p.add_argument("--downsample", type=int, default=4, help="spatial factor f (32px -> 32/f latent)")
     p.add_argument("--latent-channels", type=int, default=4)
     p.add_argument("--channels", type=int, default=64, help="width of every encoder stage (TAESD: 64)")
     p.add_argument("--decoder-channels", type=int, default=None,
                    help="width of every decoder stage (default: --channels); the decoder is what a phone runs per image")
-    p.add_argument("--wavelet", action="store_true",
-                   help="IRIS's wavelet latent: encode Haar subbands (the transform is the first factor of --downsample)")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--wavelet", action="store_true",
+                      help="IRIS's wavelet latent: encode Haar subbands (the transform is the first factor of --downsample)")
+    kind.add_argument("--dc", action="store_true",
+                      help="MicroForge's DC-AE (diffusers AutoencoderDC): --channels is the first stage's width, doubled "
+                      "per stage; --decoder-channels does not apply")
+    p.add_argument("--layers-per-block", type=int, default=2, help="DC-AE: ResBlocks per stage")
     args = p.parse_args(argv)
+    if args.dc and args.decoder_channels is not None:
+        p.error("--decoder-channels does not apply to --dc (its decoder mirrors the encoder's widths)")
     train_autoencoder(args)
 
 

@@ -10,12 +10,14 @@ import torch.nn as nn
 
 from lrf_export.exporter import ExportOptions, export_bundles
 from lrf_export.run import BundleRuntime
-from lrf_model.autoencoder import (build_autoencoder, build_kl_autoencoder, downsample_factor, encode_pixels, load_autoencoder,
+from lrf_model.autoencoder import (build_autoencoder, build_dc_autoencoder, build_kl_autoencoder, downsample_factor, encode_pixels, load_autoencoder,
                                    load_taesd_raw, save_taesd_raw)
+from lrf_model.classes import CIFAR10_CLASSES
 from lrf_model.errors import ConfigError, LRFError
+from lrf_model.families import FAMILIES
 from lrf_model.pipeline import LRFPipeline
 
-from .conftest import tiny_family_denoiser
+from .conftest import TEST_STD, randomize, tiny_family_denoiser
 
 
 # The raw TAESD architecture, as madebyollin/taesd writes it (plain nn.Sequential).
@@ -174,3 +176,38 @@ def test_wavelet_autoencoder_round_trips_and_exports(tmp_path):
     LRFPipeline(tiny_family_denoiser("iris"), ae).save_pretrained(tmp_path / "ckpt")
     (result,) = export_bundles(ExportOptions(target="onnx", steps=2, checkpoint=str(tmp_path / "ckpt"), out=str(tmp_path / "b")))
     assert result.ok
+
+
+def test_dc_autoencoder_trains_and_serves_a_microforge_pipeline(tmp_path):
+    """MicroForge's DC-AE: ``lrf-train-ae --dc`` trains and saves it with a scale but no shift (its
+    class has none), it loads by class, and a pipeline on it exports a bundle whose ONNX Runtime image
+    equals the pipeline's."""
+    from diffusers import AutoencoderDC
+
+    from lrf_model.training import main_train_ae
+
+    from .test_eval import write_cifar_tree
+
+    ae = build_dc_autoencoder(downsample=8, latent_channels=8, channels=8, layers_per_block=1)
+    assert isinstance(ae, AutoencoderDC) and downsample_factor(ae) == 8
+    assert ae.config.encoder_block_out_channels == (8, 16, 32, 64)
+    with pytest.raises(ConfigError, match="power of two"):
+        build_dc_autoencoder(downsample=6)
+    tree = write_cifar_tree(tmp_path / "data", n_per_class=4)
+    main_train_ae(["--data", str(tree), "--out", str(tmp_path / "ae"), "--epochs", "1", "--batch-size", "8", "--dc",
+                   "--downsample", "8", "--latent-channels", "8", "--channels", "8", "--layers-per-block", "1"])
+    trained = load_autoencoder(tmp_path / "ae")
+    assert isinstance(trained, AutoencoderDC) and "shift_factor" not in trained.config
+    assert json.loads((tmp_path / "ae" / "metrics.json").read_text())["psnr_db"] > 0
+    family = FAMILIES["microforge"]  # its tiny config's 4x4 latents: 32 px at f=8
+    torch.manual_seed(0)
+    den = randomize(family.build(**family.tiny_config, latent_channels=8, class_names=list(CIFAR10_CLASSES)), std=TEST_STD)
+    LRFPipeline(den.eval(), trained).save_pretrained(tmp_path / "ckpt")
+    pipe = LRFPipeline.from_checkpoint(tmp_path / "ckpt")
+    (result,) = export_bundles(ExportOptions(target="onnx", steps=2, checkpoint=str(tmp_path / "ckpt"), out=str(tmp_path / "b")))
+    assert result.ok, result.parity
+    rt = BundleRuntime(tmp_path / "b")
+    values = rt.inputs({"class": 3, "seed": 0})
+    image = rt.finish(rt.iterate(values), values)
+    ref = np.asarray(pipe(class_labels=[3], seeds=[0], num_inference_steps=2).images[0])
+    assert np.abs(image.reshape(ref.shape).astype(int) - ref.astype(int)).max() <= 1

@@ -47,7 +47,7 @@ from ..dft import irfft_pairs, rfft_pairs
 from ..errors import ConfigError
 from ..ops import linear_scan
 from .base import Family, check_class_names
-from .layers import LayerNorm, attention, frequencies, one_hot, sinusoids, to_map, to_tokens
+from .layers import ClassTimeConditioned, LayerNorm, attention, to_map, to_tokens
 
 
 class Modulation(nn.Module):
@@ -249,7 +249,7 @@ class LocalAttentionBlock(nn.Module):
         return self.ffn_mod(self.attn_mod(x, c, self.local_attention), c, self.ffn)
 
 
-class IRISDenoiser(ModelMixin, ConfigMixin):
+class IRISDenoiser(ClassTimeConditioned, ModelMixin, ConfigMixin):
     """``forward(z (B,C,S,S), t (B,), class_labels (B,), recursions=None) -> v (B,C,S,S)``."""
 
     @register_to_config
@@ -275,11 +275,8 @@ class IRISDenoiser(ModelMixin, ConfigMixin):
         _validate(latent_size, num_classes, class_names, dim, core_depth, heads, fourier_blocks, window, cond_tokens,
                   cond_dim, time_freq_dim, recursions, max_recursions)
         S = latent_size
-        self.register_buffer("freqs", frequencies(time_freq_dim), persistent=False)
-        self.time_mlp1, self.time_mlp2 = nn.Linear(time_freq_dim, dim), nn.Linear(dim, dim)
+        self.init_conditioning(time_freq_dim, dim, num_classes, cond_tokens, cond_dim)
         self.iteration_embedding = nn.Parameter(torch.zeros(max_recursions, dim))
-        self.register_buffer("class_ids", torch.arange(num_classes + 1).reshape(1, -1), persistent=False)
-        self.class_tokens = nn.Parameter(torch.randn(num_classes + 1, cond_tokens * cond_dim) * 0.02)
         self.stem = nn.Conv2d(latent_channels, dim, 3, padding=1)
         self.prelude = nn.ModuleList(ConvBlock(dim, S, expansion) for _ in range(2))
         self.core = nn.ModuleList(CoreLayer(dim, S, cond_dim, heads, fourier_blocks, expansion) for _ in range(core_depth))
@@ -293,9 +290,7 @@ class IRISDenoiser(ModelMixin, ConfigMixin):
         R = self.config.recursions if recursions is None else int(recursions)
         if not 1 <= R <= self.config.max_recursions:
             raise ConfigError(f"recursions={R} is out of range; use 1..{self.config.max_recursions}")
-        temb = F.silu(self.time_mlp2(F.silu(self.time_mlp1(sinusoids(t, self.freqs, self.stem.weight.dtype)))))  # (B, D)
-        cond = torch.matmul(one_hot(class_labels, self.class_ids, temb.dtype), self.class_tokens)
-        cond = cond.reshape(-1, self.config.cond_tokens, self.config.cond_dim)  # (B, K, cond_dim)
+        temb, cond = self.conditioning(t, class_labels)  # (B, D), (B, K, cond_dim)
         x = to_tokens(self.stem(z))  # (B, N, D)
         for block in self.prelude:
             x = block(x, temb)

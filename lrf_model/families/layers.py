@@ -1,11 +1,12 @@
-"""Building blocks the token-layout families (LuminaRS, IRIS) share, each written in the ops
-every target runs: the step graphs of these families lower to one XNNPACK partition.
+"""Building blocks the token-layout families (LuminaRS, IRIS, MicroForge) share, each written in
+the ops every target runs: the step graphs of these families lower to one XNNPACK partition.
 
 - :class:`LayerNorm`: means as linears with a constant row (XNNPACK has no layer_norm);
 - :func:`to_map` / :func:`to_tokens`: (B, N, C) tokens <-> (B, C, S, S) maps;
 - :func:`sinusoids` / :func:`one_hot`: the time embedding's input and the class lookup as a
   matmul (no embedding op, which XNNPACK does not run);
-- :func:`attention`: softmax attention over heads folded into the batch of 3-D matmuls.
+- :func:`attention`: softmax attention over heads folded into the batch of 3-D matmuls;
+- :class:`ClassTimeConditioned`: the time-embedding MLP and the class-token lookup built from them.
 """
 
 from __future__ import annotations
@@ -74,3 +75,27 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> 
     v = v.reshape(B, M, heads, d).permute(0, 2, 1, 3).reshape(B * heads, M, d)
     w = torch.softmax(torch.bmm(q, k.transpose(1, 2)) / math.sqrt(d), dim=-1)  # (B*heads, N, M)
     return torch.bmm(w, v).reshape(B, heads, N, d).permute(0, 2, 1, 3).reshape(B, N, C)
+
+
+class ClassTimeConditioned(nn.Module):
+    """A denoiser conditioned on time through a two-layer SiLU MLP over :func:`sinusoids` and on its
+    class through ``cond_tokens`` learned tokens per class (row ``num_classes``: the null class of
+    guidance), looked up as a one-hot matmul. The parameter names (``time_mlp1``, ``time_mlp2``,
+    ``class_tokens``) are the saved checkpoints' and stay. List it before ``ModelMixin``: after
+    ``ConfigMixin`` its ``__getattr__`` would shadow ``nn.Module``'s lookup of submodules."""
+
+    def init_conditioning(self, time_freq_dim: int, time_dim: int, num_classes: int, cond_tokens: int,
+                          cond_dim: int) -> None:
+        self.register_buffer("freqs", frequencies(time_freq_dim), persistent=False)
+        self.time_mlp1 = nn.Linear(time_freq_dim, time_dim)
+        self.time_mlp2 = nn.Linear(time_dim, time_dim)
+        self.register_buffer("class_ids", torch.arange(num_classes + 1).reshape(1, -1), persistent=False)
+        self.class_tokens = nn.Parameter(torch.randn(num_classes + 1, cond_tokens * cond_dim) * 0.02)
+        self._cond_shape = (cond_tokens, cond_dim)
+
+    def conditioning(self, t: torch.Tensor, class_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,) times and labels -> time embedding (B, time_dim) and conditioning tokens (B, K, cond_dim)."""
+        temb = sinusoids(t, self.freqs, self.time_mlp1.weight.dtype)  # (B, F)
+        temb = F.silu(self.time_mlp2(F.silu(self.time_mlp1(temb))))  # (B, time_dim)
+        cond = torch.matmul(one_hot(class_labels, self.class_ids, temb.dtype), self.class_tokens)  # (B, K*cond_dim)
+        return temb, cond.reshape(-1, *self._cond_shape)

@@ -41,7 +41,7 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from ..errors import ConfigError
 from .base import Family, check_class_names, comma_ints
-from .layers import LayerNorm, frequencies, one_hot, sinusoids, to_map, to_tokens
+from .layers import ClassTimeConditioned, LayerNorm, to_map, to_tokens
 
 
 class MultiQueryCrossAttention(nn.Module):
@@ -169,7 +169,7 @@ class UNet(nn.Module):
         return self.out(x)
 
 
-class LuminaRSDenoiser(ModelMixin, ConfigMixin):
+class LuminaRSDenoiser(ClassTimeConditioned, ModelMixin, ConfigMixin):
     """``forward(z (B,C,S,S), t (B,), class_labels (B,), recursions=None) -> v (B,C,S,S)`` in the
     toolkit's convention; :meth:`seed_velocity` is the same network in the seed's."""
 
@@ -195,22 +195,11 @@ class LuminaRSDenoiser(ModelMixin, ConfigMixin):
         _validate(latent_size, num_classes, class_names, tuple(widths), tuple(depths), bottleneck_depth, heads,
                   kernel_size, cond_tokens, cond_dim, time_freq_dim, recursions, max_recursions)
         C0, T = widths[0], 4 * widths[0]
-        self.register_buffer("freqs", frequencies(time_freq_dim), persistent=False)
-        self.time_mlp1 = nn.Linear(time_freq_dim, T)
-        self.time_mlp2 = nn.Linear(T, T)
-        self.register_buffer("class_ids", torch.arange(num_classes + 1).reshape(1, -1), persistent=False)
-        self.class_tokens = nn.Parameter(torch.randn(num_classes + 1, cond_tokens * cond_dim) * 0.02)
+        self.init_conditioning(time_freq_dim, T, num_classes, cond_tokens, cond_dim)
         self.stem = nn.Conv2d(latent_channels, C0, 3, padding=1)
         self.unet = UNet(tuple(widths), tuple(depths), bottleneck_depth, latent_size, T, cond_dim, heads, kernel_size)
         self.head_norm = LayerNorm(C0)
         self.head = nn.Conv2d(C0, latent_channels, 3, padding=1)
-
-    def conditioning(self, t_seed: torch.Tensor, class_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Time embedding (B, T) and conditioning tokens (B, K, cond_dim)."""
-        temb = sinusoids(t_seed, self.freqs, self.time_mlp1.weight.dtype)  # (B, F)
-        temb = F.silu(self.time_mlp2(F.silu(self.time_mlp1(temb))))  # (B, T)
-        cond = torch.matmul(one_hot(class_labels, self.class_ids, temb.dtype), self.class_tokens)  # (B, K*cond_dim)
-        return temb, cond.reshape(-1, self.config.cond_tokens, self.config.cond_dim)
 
     def seed_velocity(self, x: torch.Tensor, t_seed: torch.Tensor, class_labels: torch.Tensor,
                       recursions: int | None = None) -> torch.Tensor:

@@ -48,7 +48,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from ..errors import ConfigError
 from ..ops import linear_scan
 from .base import Family, check_class_names
-from .layers import LayerNorm, attention, frequencies, one_hot, sinusoids, to_map, to_tokens
+from .layers import ClassTimeConditioned, LayerNorm, attention, to_map, to_tokens
 from .luminars import MultiQueryCrossAttention
 
 
@@ -218,7 +218,7 @@ class Planner(nn.Module):
         return p + self.ffn(self.ffn_norm(p))  # (B, K, D)
 
 
-class MicroForgeDenoiser(ModelMixin, ConfigMixin):
+class MicroForgeDenoiser(ClassTimeConditioned, ModelMixin, ConfigMixin):
     """``forward(z (B,C,S,S), t (B,), class_labels (B,), recursions=None, state=None) -> (v, next_state)``
     with ``state = {"plan": (B, plan_tokens, dim)}``; without the planner the state is ``{}``."""
 
@@ -245,11 +245,7 @@ class MicroForgeDenoiser(ModelMixin, ConfigMixin):
         _validate(latent_size, num_classes, class_names, dim, depth, state_dim, heads, groups, shared_every, plan_tokens,
                   cond_tokens, time_freq_dim)
         S = latent_size
-        self.register_buffer("freqs", frequencies(time_freq_dim), persistent=False)
-        self.time_mlp1 = nn.Linear(time_freq_dim, dim)
-        self.time_mlp2 = nn.Linear(dim, dim)
-        self.register_buffer("class_ids", torch.arange(num_classes + 1).reshape(1, -1), persistent=False)
-        self.class_tokens = nn.Parameter(torch.randn(num_classes + 1, cond_tokens * dim) * 0.02)
+        self.init_conditioning(time_freq_dim, dim, num_classes, cond_tokens, dim)
         self.register_buffer("mean_tokens", torch.full((1, cond_tokens), 1.0 / cond_tokens), persistent=False)
         self.stem = nn.Conv2d(latent_channels, dim, 3, padding=1)
         self.latent_planner = Planner(plan_tokens, dim, heads, expansion) if planner else None
@@ -265,9 +261,7 @@ class MicroForgeDenoiser(ModelMixin, ConfigMixin):
     def forward(self, z: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor, recursions: int | None = None,
                 state: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         B, D = z.shape[0], self.config.dim
-        temb = F.silu(self.time_mlp2(F.silu(self.time_mlp1(sinusoids(t, self.freqs, self.stem.weight.dtype)))))  # (B, D)
-        cond = torch.matmul(one_hot(class_labels, self.class_ids, temb.dtype), self.class_tokens)
-        cond = cond.reshape(B, self.config.cond_tokens, D)  # (B, K, D)
+        temb, cond = self.conditioning(t, class_labels)  # (B, D), (B, K, D)
         pooled = F.linear(cond.transpose(1, 2), self.mean_tokens.to(temb.dtype)).reshape(B, D)  # (B, D): the mean as a linear
         c = temb + pooled  # AdaLN-Group's input: time + pooled conditioning
         x = to_tokens(self.stem(z))  # (B, N, D)

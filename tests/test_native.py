@@ -7,6 +7,7 @@ give one line and a non-zero exit.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -34,10 +35,13 @@ def lrf_native() -> Path:
     import executorch
 
     build = NATIVE / "build"
-    subprocess.run(["cmake", "-S", str(NATIVE), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-                    f"-DEXECUTORCH_ROOT={executorch.__path__[0]}", f"-DPython3_EXECUTABLE={sys.executable}"],
-                   check=True, capture_output=True, text=True)
-    subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True, text=True)
+    build.mkdir(exist_ok=True)
+    with open(build / ".build-lock", "w") as lock:  # test workers build it one at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(["cmake", "-S", str(NATIVE), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                        f"-DEXECUTORCH_ROOT={executorch.__path__[0]}", f"-DPython3_EXECUTABLE={sys.executable}"],
+                       check=True, capture_output=True, text=True)
+        subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True, text=True)
     return build / "lrf-native"
 
 

@@ -133,3 +133,52 @@ def test_softplus_is_delegated_and_exact():
     torch.testing.assert_close(rewritten.module()(x), net(x), atol=1e-5, rtol=1e-6)
     other = torch.export.export(torch.nn.Softplus(beta=2.0), (x,))
     assert ForXnnpack()(other) is other
+
+
+def test_dc_autoencoder_lowers_to_one_partition_each_way(tmp_path):
+    """DC-AE's channel RMSNorms and group-mean shortcuts (means over one dim), its up-block shortcut
+    (``repeat_interleave`` of channels) and its down blocks (``pixel_unshuffle``) ran on portable
+    kernels: decoder 10 partitions, encoder 12. ForXnnpack and the constant folding after it make
+    each one partition, and the program computes what the autoencoder does, through ExecuTorch."""
+    from executorch.runtime import Runtime
+
+    from lrf_export.graphs import encoder_spec
+    from lrf_export.passes.constants import FoldConstants
+    from lrf_model.autoencoder import build_dc_autoencoder
+
+    torch.manual_seed(0)
+    den = UNET2D.build(**UNET2D.tiny_config, latent_channels=8, latent_size=4, class_names=list(CIFAR10_CLASSES)).eval()
+    ae = build_dc_autoencoder(downsample=8, latent_channels=8, channels=8, layers_per_block=1).eval()
+    for spec in (decoder_spec(den, ae), encoder_spec(den, ae)):
+        program = trace(spec)
+        assert _lower(program)[1]["xnnpack_partitions"] > 4  # upstream behaviour: if this changes, the rewrites may go
+        rewritten = FoldConstants(after_rewrites=True)(ForXnnpack()(program))
+        edge, after = _lower(rewritten)
+        assert after["xnnpack_partitions"] == 1, after
+        inputs = spec.example_inputs()
+        path = tmp_path / f"{spec.kind}.pte"
+        path.write_bytes(edge.to_executorch().buffer)
+        outs = Runtime.get().load_program(path).load_method("forward").execute(list(inputs))
+        for out, expected in zip(outs, (lambda r: r if isinstance(r, tuple) else (r,))(spec.module(*inputs))):
+            if expected.dtype == torch.uint8:
+                assert (out.int() - expected.int()).abs().max() <= 1
+            else:
+                torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-3)
+
+
+def test_one_dim_means_repeats_and_unshuffles_are_rewritten_exactly():
+    """Each rewrite against its reference op; XNNPACK's own spatial mean and group norm's stay means."""
+    class Ops(torch.nn.Module):
+        def forward(self, x):
+            return (x.movedim(1, -1).pow(2).mean(-1, keepdim=True), x.unflatten(1, (-1, 4)).mean(dim=2),
+                    x.mean(dim=(2, 3), keepdim=True), torch.nn.functional.pixel_unshuffle(x, 2),
+                    x.repeat_interleave(7, dim=1), torch.nn.functional.group_norm(x, 4))
+
+    x = torch.randn(2, 16, 8, 8)
+    program = torch.export.export(Ops(), (x,))
+    rewritten = ForXnnpack()(program)
+    ops = [str(n.target) for n in rewritten.graph.nodes if n.op == "call_function"]
+    assert not any(name in op for name in ("pixel_unshuffle", "repeat_interleave") for op in ops)
+    assert ops.count("aten.mean.dim") == 3  # the spatial mean and group norm's two statistics
+    for got, want in zip(rewritten.module()(x), Ops()(x)):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)

@@ -16,6 +16,8 @@ and values of the conditioning tokens): the same numbers, computed once.
 from __future__ import annotations
 
 import torch
+from typing import Callable
+
 from torch.fx.node import map_aggregate
 
 
@@ -26,12 +28,23 @@ def _key(node: torch.fx.Node):
     return (node.target, map_aggregate(node.args, freeze), tuple(sorted(map_aggregate(dict(node.kwargs), freeze).items())))
 
 
-def merge_common_subexpressions(program: torch.export.ExportedProgram) -> int:
-    """Replace every pure node that repeats an earlier one's op and inputs by that one, in place;
-    returns how many were merged."""
+def activations(program: torch.export.ExportedProgram) -> set[torch.fx.Node]:
+    """The nodes that depend on the program's user inputs (the rest derive from weights and constants)."""
+    users = set(program.graph_signature.user_inputs)
+    out: set[torch.fx.Node] = set()
+    for node in program.graph.nodes:
+        if (node.op == "placeholder" and node.name in users) or any(a in out for a in node.all_input_nodes):
+            out.add(node)
+    return out
+
+
+def merge_common_subexpressions(program: torch.export.ExportedProgram,
+                                keep: Callable[[torch.fx.Node], bool] = lambda node: False) -> int:
+    """Replace every pure node that repeats an earlier one's op and inputs by that one, in place,
+    except the nodes ``keep`` names; returns how many were merged."""
     graph, seen, merged = program.graph_module.graph, {}, 0
     for node in list(graph.nodes):
-        if node.op != "call_function" or node.is_impure():
+        if node.op != "call_function" or node.is_impure() or keep(node):
             continue
         try:
             key = _key(node)
@@ -49,12 +62,28 @@ def merge_common_subexpressions(program: torch.export.ExportedProgram) -> int:
 
 
 class FoldConstants:
-    """Pass: merge common subexpressions, then fold every subgraph of constants and weights alone."""
+    """Pass: merge common subexpressions, then fold every subgraph of constants and weights alone.
+
+    ``after_rewrites``: the run after the rewrites for XNNPACK (which build constant rows and
+    kernels), on programs that may be quantized. Their quantize/dequantize nodes stay as the
+    quantizer placed them, neither merged (each consumer has its own dequantize, the pattern the
+    delegate matches) nor folded (a folded weight dequantization would store float weights), and
+    the rewrites' copies of one tensor stay distinct views (XNNPACK concatenates distinct inputs only)."""
 
     name = "fold constants"
 
-    def __call__(self, program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-        from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+    def __init__(self, after_rewrites: bool = False):
+        self.after_rewrites = after_rewrites
 
-        merge_common_subexpressions(program)
-        return constant_prop_pass(program)
+    def __call__(self, program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+        from executorch.exir.operator.util import _QUANT_PRIMITIVES
+        from executorch.exir.passes.constant_prop_pass import _DEFAULT_SKIP_TARGETS, constant_prop_pass
+
+        quant = frozenset(_QUANT_PRIMITIVES)
+        if self.after_rewrites:
+            moving = activations(program)
+            merge_common_subexpressions(program, lambda n: n.target in quant or (
+                n.target == torch.ops.aten.view.default and n in moving))
+        else:
+            merge_common_subexpressions(program, lambda n: n.target in quant)
+        return constant_prop_pass(program, custom_skip_targets=set(_DEFAULT_SKIP_TARGETS) | set(_QUANT_PRIMITIVES))

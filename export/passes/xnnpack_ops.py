@@ -18,7 +18,15 @@ same step is 3 partitions and the autoencoder's decoder one:
 - GELU's tanh form written out with ``tanh`` (exact: the same formula): XNNPACK's partitioner
   refuses float16 ``gelu``, which cut LuminaRS's fp16 step at each of its ConvNeXt MLPs;
 - softplus as ``relu(x) + log(1 + exp(-|x|))``: its edge decomposition (``gt``, ``log1p``, ``where``
-  for the threshold) cut MicroForge's step at each selective scan's ``dt``.
+  for the threshold) cut MicroForge's step at each selective scan's ``dt``;
+- a mean over one dim (XNNPACK averages only the spatial dims of a 4-D map) as a linear with a
+  constant 1/n row, the dim moved last first: DC-AE's channel RMSNorms and its shortcuts' channel-group
+  means cut its decoder into 10 partitions and its encoder into 12;
+- ``repeat_interleave`` of channels (DC-AE's up-block shortcut) as concatenated copies, and
+  ``pixel_unshuffle`` (its down blocks) as a grouped stride-r convolution with a constant one-hot
+  kernel (exact: each output is one input times 1), where the portable kernels copied the permuted
+  tensor. Their constants are folded by the :class:`~lrf_export.passes.constants.FoldConstants`
+  that follows this pass.
 
 The rewrite is arithmetic-preserving up to float rounding (the parity gate measures it), runs
 after INT8 quantization (so the quantizer sees the modules it annotates unchanged), and leaves
@@ -73,6 +81,43 @@ def softplus(x: torch.Tensor, beta: float = 1.0, threshold: float = 20.0) -> tor
     return torch.relu(x) + torch.log(1.0 + torch.exp(-torch.abs(x)))
 
 
+def mean_one_dim(x: torch.Tensor, dim: list[int], keepdim: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The mean over one dim as a linear with a constant 1/n row (``_rewritable``: a single dim, no dtype).
+    Means the other rewrites emit (group norm's spatial one) reach it too and stay as they are."""
+    if len(dim) != 1 or dtype is not None:
+        return NotImplemented  # the op as it is
+    d = dim[0] % x.dim()
+    n = x.shape[d]
+    y = torch.nn.functional.linear(x.movedim(d, -1), torch.full((1, n), 1.0 / n, dtype=x.dtype))  # (..., 1)
+    return y.movedim(-1, d) if keepdim else y.reshape(y.shape[:-1])  # a reshape: XNNPACK runs no squeeze
+
+
+def _copies(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """``r`` copies of ``x`` concatenated along ``dim``, at most 5 inputs per ``cat`` (XNNPACK's limit),
+    each copy its own view node (XNNPACK's cat counts distinct inputs)."""
+    parts = [torch.cat([x.view(x.shape) for _ in range(k)], dim=dim) if k > 1 else x
+             for k in [min(5, r - i) for i in range(0, r, 5)]]
+    return torch.cat(parts, dim=dim) if len(parts) > 1 else parts[0]
+
+
+def repeat_interleave_channels(x: torch.Tensor, repeats: int, dim: int | None = None,
+                               output_size: int | None = None) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C*r, H, W), channel c repeated at c*r .. c*r + r-1 (``_rewritable``: dim 1 of a map)."""
+    B, C, H, W = x.shape
+    return _copies(x.reshape(B, C, 1, H * W), repeats, dim=2).reshape(B, C * repeats, H, W)
+
+
+def pixel_unshuffle(x: torch.Tensor, r: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C*r*r, H/r, W/r), ``out[c*r*r + i*r + j, h, w] = x[c, h*r + i, w*r + j]``:
+    a stride-r convolution, one group per input channel, whose kernel picks that one input: group
+    output k reads offset (i, j) = (k // r, k % r), so each group's kernel is eye(r*r) viewed as
+    (r*r, 1, r, r) (r**4 weights a group; a dense kernel would be (C r^2)^2)."""
+    C, n = x.shape[1], r * r
+    index = torch.arange(n, dtype=torch.int64)  # eye(n) by hand: torch.eye's decomposition builds
+    pick = (index.reshape(n, 1) == index.reshape(1, n)).to(x.dtype)  # float aranges the edge verifier refuses
+    return torch.nn.functional.conv2d(x, pick.reshape(n, 1, r, r).repeat(C, 1, 1, 1), stride=r, groups=C)
+
+
 def _upsampled_size(h: int, w: int, output_size, scale_factors) -> list[int]:
     return list(output_size) if output_size is not None else [int(h * scale_factors[0]), int(w * scale_factors[1])]
 
@@ -93,6 +138,9 @@ _REWRITES = {
     aten.silu.default: silu,
     aten.gelu.default: gelu,
     aten.softplus.default: softplus,
+    aten.mean.dim: mean_one_dim,
+    aten.repeat_interleave.self_int: repeat_interleave_channels,
+    aten.pixel_unshuffle.default: pixel_unshuffle,
 }
 
 
@@ -111,12 +159,17 @@ def _rewritable(node: torch.fx.Node) -> bool:
         return node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none") == "tanh"
     if node.target == aten.softplus.default:  # beta 1 only (the form above)
         return (list(node.args[1:2]) or [node.kwargs.get("beta", 1.0)])[0] == 1.0
+    if node.target == aten.mean.dim:  # the rewrite itself keeps any other mean (XNNPACK's spatial one) as it is
+        return True
+    if node.target == aten.repeat_interleave.self_int:
+        args = dict(zip(("x", "repeats", "dim"), node.args)) | node.kwargs
+        return node.args[0].meta["val"].dim() == 4 and args.get("dim") in (1, -3) and 1 < args["repeats"] <= 25
     return True
 
 
 class ForXnnpack:
-    """Pass: group norm, unmasked attention, integer nearest upsampling, SiLU, tanh-GELU and softplus in
-    XNNPACK's ops. Each op is rewritten only where all its nodes can be (a graph mixing tanh- and
+    """Pass: group norm, unmasked attention, integer nearest upsampling, SiLU, tanh-GELU, softplus,
+    one-dim means, channel repeat_interleave and pixel_unshuffle in XNNPACK's ops. Each op is rewritten only where all its nodes can be (a graph mixing tanh- and
     erf-GELU keeps both as they are: the table is per op)."""
 
     name = "XNNPACK op rewrites"

@@ -76,11 +76,12 @@ class ExecuTorchTarget:
     half_traced = ("fp16",)
 
     def passes(self, spec: GraphSpec, precision: str, calibration: list[tuple] | None) -> list:
+        from ..passes.constants import FoldConstants
         from ..passes.quantize import QuantizePT2E
         from ..passes.xnnpack_ops import ForXnnpack
 
         quantize = [QuantizePT2E(spec.int8_modules, calibration, spec.int8_whole_modules)] if precision == "int8" else []
-        return [*quantize, ForXnnpack()]
+        return [*quantize, ForXnnpack(), FoldConstants(after_rewrites=True)]  # the rewrites' constant rows and kernels
 
     def lower(self, program, spec: GraphSpec, path: Path, precision: str,
               calibration: list[tuple] | None = None) -> Lowered:

@@ -4,8 +4,9 @@
 
 For each seed system the script builds what the seed describes, at its published size with random
 weights (memory and latency do not depend on what the weights learned): the denoiser (its family's
-``PUBLISHED_CONFIG``), an autoencoder of the seed's size (diffusers' ``AutoencoderKL``) and a text
-encoder of the seed's size (transformers' ``CLIPTextModel``). Denoiser and autoencoder are exported
+``PUBLISHED_CONFIG``), an autoencoder of the seed's kind and size (LuminaRS: diffusers'
+``AutoencoderKL``; IRIS: the wavelet autoencoder; MicroForge: a DC-AE) and a text encoder of the
+seed's size (transformers' ``CLIPTextModel``). Denoiser and autoencoder are exported
 as bundles to ExecuTorch, ONNX and Core ML (fp32; INT8 on the first two); the text encoder, which no
 bundle plan feeds yet, as its own artifact through the same trace, passes and targets
 (:func:`lrf_export.exporter.export_graph`). Then each stage runs in a fresh process and reports its
@@ -54,7 +55,7 @@ class System:
     resolution: int
     steps: int  # the seed's default sampling steps
     text: dict  # transformers CLIPTextConfig arguments
-    autoencoder: dict  # lrf_model.autoencoder.build_kl_autoencoder arguments
+    autoencoder: tuple[str, dict]  # (kind of AUTOENCODERS, its builder's arguments)
     claims: dict[str, str] = field(default_factory=dict)  # row config -> the seed's own figure
     claim_source: str = ""
 
@@ -65,15 +66,42 @@ def clip_text(width: int, layers: int) -> dict:
                 num_attention_heads=width // 64, max_position_embeddings=77)
 
 
+def autoencoders() -> dict:
+    """The builders of :mod:`lrf_model.autoencoder`, by the kind a :class:`System` names."""
+    from functools import partial
+
+    from lrf_model.autoencoder import build_autoencoder, build_dc_autoencoder, build_kl_autoencoder
+
+    return {"kl": build_kl_autoencoder, "wavelet": partial(build_autoencoder, wavelet=True), "dc": build_dc_autoencoder}
+
+
 SYSTEMS = {
     # Seed 003: "~90M params, <500MB" (the generator), "VAE (frozen) ~83M", "CLIP (frozen) ~303M",
     # "Inference VRAM (b=1) ~1.5-2GB"; quick start: 16 x 32 x 32 latents (256 px), 12 steps.
     # A 303M CLIP text tower: CLIP's width 1024 (OpenCLIP ViT-H's text width), 20 layers.
     "luminars": System(
         family="luminars", seed="003", resolution=256, steps=12, text=clip_text(1024, 20),
-        autoencoder=dict(latent_channels=16, block_out_channels=(128, 256, 512, 512), layers_per_block=2),
+        autoencoder=("kl", dict(latent_channels=16, block_out_channels=(128, 256, 512, 512), layers_per_block=2)),
         claims={"denoiser + VAE": "~90M params, <500MB (the generator)", "whole system": "~1.5-2GB inference (b=1)"},
         claim_source="seed 003 (LuminaRS): header and parameter budget table"),
+    # Seed 001: IRIS-Tiny "19M generator, ~60M total system, 545 MB (fp16)"; CLIP-L/14's text tower
+    # (77 x 768 tokens, 123M); a HaarDWT + WaveletVAE at f=16 (256 px -> 16 x 16). The total less the
+    # generator leaves ~41M for the wavelet autoencoder: width 256 gives 39.1M.
+    "iris": System(
+        family="iris", seed="001", resolution=256, steps=4, text=clip_text(768, 12),
+        autoencoder=("wavelet", dict(downsample=16, latent_channels=16, channels=256)),
+        claims={"denoiser + VAE": "19M generator, ~60M total system", "whole system": "545 MB inference (fp16)"},
+        claim_source="seed 001 (IRIS): model variants table"),
+    # Seed 002: MicroForge-tiny "28M params, ~56 MB fp16, ~0.13s/image on CPU", "~76 MB inference @ 512px",
+    # "with TinyCLIP (+120 MB) under 500 MB"; DC-AE tiny [32,64,128,256], latent 16, 16M, f=32
+    # (512 px -> 16 x 16). A TinyCLIP-sized text tower: width 512, 12 layers (63M; the seed: ~60M).
+    # The backbone's cross-attention reads dim-wide tokens: a text encoder's would pass one linear.
+    "microforge": System(
+        family="microforge", seed="002", resolution=512, steps=4, text=clip_text(512, 12),
+        autoencoder=("dc", dict(latent_channels=16, widths=(32, 64, 128, 128, 256, 256), layers_per_block=2)),
+        claims={"denoiser + VAE": "28M params, ~56 MB fp16, ~0.13s/image on CPU",
+                "whole system": "~76 MB inference @ 512px; under 500 MB with TinyCLIP"},
+        claim_source="seed 002 (MicroForge): variants, DC-AE table and memory budget"),
 }
 
 
@@ -83,20 +111,22 @@ def checkpoint(system: System) -> Path:
     """The system's denoiser + autoencoder as a pipeline folder (random weights, saved once)."""
     import torch
 
-    from lrf_model.autoencoder import build_kl_autoencoder
     from lrf_model.families import FAMILIES
     from lrf_model.pipeline import LRFPipeline
 
     family = FAMILIES[system.family]
-    config = {**published_config(system), "cond_dim": system.text["hidden_size"]}
+    config = published_config(system)
+    if "cond_dim" in config:  # the conditioning tokens are the text encoder's
+        config["cond_dim"] = system.text["hidden_size"]
     root = common.BUNDLES / f"seed-{system.family}-{system.resolution}px"
-    wanted = {"denoiser": config, "autoencoder": system.autoencoder}
+    wanted = {"denoiser": config, "autoencoder": list(system.autoencoder)}
     stamp = root / "seed_system.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(wanted)):
         return root
     torch.manual_seed(0)
     denoiser = common.random_weights(family.build(**config)).eval()
-    autoencoder = build_kl_autoencoder(**system.autoencoder).eval()
+    kind, arguments = system.autoencoder
+    autoencoder = autoencoders()[kind](**arguments).eval()
     LRFPipeline(denoiser, autoencoder).save_pretrained(root)
     stamp.write_text(json.dumps(wanted))
     return root
@@ -227,9 +257,10 @@ def measure_system(name: str, system: System, fresh: bool) -> list[dict]:
 
     root = checkpoint(system)
     pipe = LRFPipeline.from_checkpoint(root)
+    ae = pipe.autoencoder
+    decoder = [ae.decoder, *([ae.post_quant_conv] if hasattr(ae, "post_quant_conv") else [])]  # a KL VAE's last conv
     params = {"denoiser": sum(p.numel() for p in pipe.denoiser.parameters()),
-              "decoder": sum(p.numel() for p in pipe.autoencoder.decoder.parameters()) +
-              sum(p.numel() for p in pipe.autoencoder.post_quant_conv.parameters())}
+              "decoder": sum(p.numel() for m in decoder for p in m.parameters())}
     base = {"family": name, "resolution": system.resolution, "claim_source": system.claim_source}
     rows = []
     for target, quantizes in PRECISIONS.items():

@@ -86,19 +86,23 @@ def build_kl_autoencoder(latent_channels: int = 16, block_out_channels: tuple[in
 
 
 def build_dc_autoencoder(downsample: int = 4, latent_channels: int = 16, channels: int = 32,
-                         layers_per_block: int = 2) -> AutoencoderDC:
+                         layers_per_block: int = 2, widths: tuple[int, ...] | None = None) -> AutoencoderDC:
     """An untrained ``AutoencoderDC`` of ``log2(downsample) + 1`` stages whose widths double from
-    ``channels``; every stride is a pixel (un)shuffle with DC-AE's space-to-channel residual
-    shortcut, and the latent in/out shortcuts are on. ResBlocks at every stage: DC-AE's
-    EfficientViT (linear attention) stages serve its f=32-128 latents of large images, while
-    ResBlocks keep the graph in the ops every target runs. The decoder's norm is DC-AE's RMSNorm."""
+    ``channels`` (or are ``widths``, whose length sets the factor: MicroForge's published DC-AE is
+    f=32 over (32, 64, 128, 128, 256, 256), 17.0M, the seed's "tiny [32,64,128,256], 16M"); every
+    stride is a pixel (un)shuffle with DC-AE's space-to-channel residual shortcut, and the latent
+    in/out shortcuts are on. ResBlocks at every stage: DC-AE's EfficientViT (linear attention)
+    stages serve its f=32-128 latents of large images, while ResBlocks keep the graph in the ops
+    every target runs. The decoder's norm is DC-AE's RMSNorm."""
+    if widths is not None:
+        downsample = 2 ** (len(widths) - 1)
     if downsample < 2 or downsample & (downsample - 1):
         raise ConfigError(f"downsample={downsample} is invalid; use a power of two >= 2 (DC-AE uses 32)")
-    if latent_channels < 1 or channels < 1 or layers_per_block < 1:
-        raise ConfigError(f"AutoencoderDC({latent_channels} latent channels, width {channels}, {layers_per_block} layers): "
+    widths = tuple(widths) if widths is not None else tuple(channels * 2**i for i in range(int(math.log2(downsample)) + 1))
+    if latent_channels < 1 or min(widths) < 1 or layers_per_block < 1:
+        raise ConfigError(f"AutoencoderDC({latent_channels} latent channels, widths {widths}, {layers_per_block} layers): "
                           "use positive sizes")
-    stages = int(math.log2(downsample)) + 1
-    widths = tuple(channels * 2**i for i in range(stages))
+    stages = len(widths)
     return AutoencoderDC(in_channels=3, latent_channels=latent_channels, encoder_block_types="ResBlock",
                          decoder_block_types="ResBlock", encoder_block_out_channels=widths,
                          decoder_block_out_channels=widths, encoder_layers_per_block=(layers_per_block,) * stages,

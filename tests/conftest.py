@@ -1,5 +1,6 @@
-"""Shared fixtures. The suite runs in two pytest-xdist workers (README's test command); a file's
-tests stay in one worker, where its session fixtures (bundles exported once) serve them all."""
+"""Shared fixtures. The suite runs in two pytest-xdist workers (README's test command, ``--dist
+loadfile``): a file's tests stay in one worker, where its session fixtures (bundles exported once)
+serve them all."""
 
 from __future__ import annotations
 
@@ -27,20 +28,6 @@ def randomize(module: torch.nn.Module, std: float = 0.05, seed: int = 0) -> torc
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * std)
     return module
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """``--dist loadgroup`` groups: one per test file, except test_families.py's, one per family
-    (each family's bundles are exported once, in the worker that runs that family's tests)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        params = getattr(item, "callspec", None)
-        family = params and (params.params.get("family_checkpoint") or params.params.get("name"))
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        group = f"{module}-{family}" if module == "test_families" and family in FAMILIES else module
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session", autouse=True)

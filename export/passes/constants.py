@@ -65,10 +65,9 @@ class FoldConstants:
     """Pass: merge common subexpressions, then fold every subgraph of constants and weights alone.
 
     ``after_rewrites``: the run after the rewrites for XNNPACK (which build constant rows and
-    kernels), on programs that may be quantized. Their quantize/dequantize nodes stay as the
-    quantizer placed them, neither merged (each consumer has its own dequantize, the pattern the
-    delegate matches) nor folded (a folded weight dequantization would store float weights), and
-    the rewrites' copies of one tensor stay distinct views (XNNPACK concatenates distinct inputs only)."""
+    kernels), on float programs: the rewrites' copies of one tensor stay distinct views (XNNPACK
+    concatenates distinct inputs only). Quantize/dequantize nodes are never merged (each consumer
+    has its own dequantize, the pattern the delegate matches) nor folded."""
 
     name = "fold constants"
 

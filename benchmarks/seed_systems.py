@@ -36,6 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
@@ -43,7 +44,8 @@ from memory import PHONE_BUDGETS, reading  # noqa: E402
 
 MIB = 2**20
 THREADS = 2
-PRECISIONS = {"executorch": ("none", "int8"), "onnx": ("none", "int8"), "coreml": ("none",)}
+# ONNX first: its exports take seconds, ExecuTorch's lowering of a published-size graph tens of minutes.
+PRECISIONS = {"onnx": ("none", "int8"), "executorch": ("none", "int8"), "coreml": ("none",)}
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,8 @@ def verdicts(peak_mib: float | None) -> dict:
             "verdict_4gb": "fits" if peak_mib <= budget["4 GB phone"] else "over"}
 
 
-def measure_system(name: str, system: System, fresh: bool) -> list[dict]:
+def measure_system(name: str, system: System, fresh: bool, emit: Callable[[dict], None]) -> None:
+    """Each row to ``emit`` as soon as it is measured (a published-size run takes hours on 2 cores)."""
     from lrf_model.pipeline import LRFPipeline
 
     root = checkpoint(system)
@@ -262,7 +265,6 @@ def measure_system(name: str, system: System, fresh: bool) -> list[dict]:
     params = {"denoiser": sum(p.numel() for p in pipe.denoiser.parameters()),
               "decoder": sum(p.numel() for m in decoder for p in m.parameters())}
     base = {"family": name, "resolution": system.resolution, "claim_source": system.claim_source}
-    rows = []
     for target, quantizes in PRECISIONS.items():
         for quantize in quantizes:
             precision = common.precision_label(quantize)
@@ -276,7 +278,7 @@ def measure_system(name: str, system: System, fresh: bool) -> list[dict]:
                    "xnnpack_partitions": lowering if target == "executorch" else None,
                    "claim": system.claims.get("denoiser + VAE")}
             if target == "coreml":
-                rows.append({**row, "peak_rss_mib": None, "step_ms": None, "image_ms": None,
+                emit({**row, "peak_rss_mib": None, "step_ms": None, "image_ms": None,
                              "note": "converted and sized; running it needs macOS", **verdicts(None)})
                 continue
             if target == "executorch":
@@ -293,11 +295,11 @@ def measure_system(name: str, system: System, fresh: bool) -> list[dict]:
                 stages, image_ms = out["stages"], out["denoise_ms"] + out["decode_ms"]
                 step_ms, runtime = out["denoise_ms"] / out["steps"], "ONNX Runtime"
             peak = peak_kib(stages) / 1024
-            rows.append({**row, "runtime": runtime, "peak_rss_mib": peak, "step_ms": step_ms, "image_ms": image_ms,
+            emit({**row, "runtime": runtime, "peak_rss_mib": peak, "step_ms": step_ms, "image_ms": image_ms,
                          "stages_peak_rss_mib": {k: v["peak_rss_kib"] / 1024 for k, v in stages.items()}, **verdicts(peak)})
             print(f"{name} {runtime} {precision}: {peak:.0f} MiB peak, {step_ms:.0f} ms/step", flush=True)
     text_rows = {}
-    for target in ("executorch", "onnx"):
+    for target in ("onnx", "executorch"):
         for quantize in PRECISIONS[target]:
             precision = common.precision_label(quantize)
             path, details = text_encoder(system, target, quantize, fresh)
@@ -305,7 +307,7 @@ def measure_system(name: str, system: System, fresh: bool) -> list[dict]:
             net = (peak_kib(out["stages"]) - out["stages"]["after_import"]["rss_kib"]) / 1024
             runtime = "ExecuTorch (Python runtime)" if target == "executorch" else "ONNX Runtime"
             text_rows[target, precision] = path
-            rows.append({**base, "config": "text encoder", "runtime": runtime, "precision": precision,
+            emit({**base, "config": "text encoder", "runtime": runtime, "precision": precision,
                          "params": details["params"], "weights_mib": path.stat().st_size / MIB, "peak_rss_mib": net,
                          "step_ms": None, "image_ms": out["run_ms"], "xnnpack_partitions": details.get("xnnpack_partitions"),
                          "claim": None, "stages_peak_rss_mib": {k: v["peak_rss_kib"] / 1024 for k, v in out["stages"].items()},
@@ -317,7 +319,7 @@ def measure_system(name: str, system: System, fresh: bool) -> list[dict]:
         for keep in (False, True):
             out = run_worker("system", str(bundle), str(text_rows["onnx", precision]), "keep" if keep else "release")
             peak = peak_kib(out["stages"]) / 1024
-            rows.append({**base, "config": f"whole system ({'resident' if keep else 'sequential'})", "runtime": "ONNX Runtime",
+            emit({**base, "config": f"whole system ({'resident' if keep else 'sequential'})", "runtime": "ONNX Runtime",
                          "precision": precision, "params": None, "weights_mib": None, "peak_rss_mib": peak,
                          "step_ms": out["denoise_ms"] / out["steps"], "image_ms": out["denoise_ms"] + out["decode_ms"],
                          "claim": system.claims.get("whole system"),
@@ -325,7 +327,6 @@ def measure_system(name: str, system: System, fresh: bool) -> list[dict]:
                          "note": "text encoder " + ("kept loaded" if keep else "released before the denoiser loads") +
                                  "; includes the Python interpreter", **verdicts(peak)})
             print(f"{name} whole system ONNX {precision} {'resident' if keep else 'sequential'}: {peak:.0f} MiB", flush=True)
-    return rows
 
 
 def markdown(rows: list[dict], machine: dict) -> str:
@@ -394,15 +395,20 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown system {unknown}; use {', '.join(SYSTEMS)}")
     common.build_native()
-    rows = [r for name in names for r in measure_system(name, SYSTEMS[name], args.fresh)]
     previous = common.RESULTS / "seed_systems.json"
-    if previous.is_file():
-        rows = [r for r in json.loads(previous.read_text())["rows"] if r["family"] not in names] + rows
+    rows = [r for r in json.loads(previous.read_text())["rows"] if r["family"] not in names] if previous.is_file() else []
     machine = common.machine()
     common.RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(rows, common.RESULTS / "seed_systems.png")
-    common.write_results("seed_systems", {"machine": machine, "budgets_bytes": PHONE_BUDGETS, "rows": rows},
-                         markdown(rows, machine))
+
+    def emit(row: dict) -> None:
+        """Keep the row and rewrite the results, so that a run stopped midway leaves what it measured."""
+        rows.append(row)
+        plot(rows, common.RESULTS / "seed_systems.png")
+        common.write_results("seed_systems", {"machine": machine, "budgets_bytes": PHONE_BUDGETS, "rows": rows},
+                             markdown(rows, machine))
+
+    for name in names:
+        measure_system(name, SYSTEMS[name], args.fresh, emit)
     return 0
 
 

@@ -265,68 +265,80 @@ def measure_system(name: str, system: System, fresh: bool, emit: Callable[[dict]
     params = {"denoiser": sum(p.numel() for p in pipe.denoiser.parameters()),
               "decoder": sum(p.numel() for m in decoder for p in m.parameters())}
     base = {"family": name, "resolution": system.resolution, "claim_source": system.claim_source}
-    for target, quantizes in PRECISIONS.items():
-        for quantize in quantizes:
-            precision = common.precision_label(quantize)
-            bundle = common.bundle(target, quantize, system.resolution, fresh, steps=system.steps, checkpoint=root)
-            manifest = json.loads((bundle / "manifest.json").read_text())
-            files = [manifest["artifacts"][k]["file"] for k in ("step", "decoder")]
-            weights = sum(f.stat().st_size for k in files for f in [bundle / k] + list((bundle / k).rglob("*")) if f.is_file())
-            lowering = {k: manifest["artifacts"][k]["lowering"].get("xnnpack_partitions") for k in ("step", "decoder")}
-            row = {**base, "config": "denoiser + VAE decoder", "runtime": target, "precision": precision,
-                   "params": params["denoiser"] + params["decoder"], "weights_mib": weights / MIB,
-                   "xnnpack_partitions": lowering if target == "executorch" else None,
-                   "claim": system.claims.get("denoiser + VAE")}
-            if target == "coreml":
-                emit({**row, "peak_rss_mib": None, "step_ms": None, "image_ms": None,
-                             "note": "converted and sized; running it needs macOS", **verdicts(None)})
-                continue
-            if target == "executorch":
-                with tempfile.TemporaryDirectory() as tmp:
-                    proc = subprocess.run([str(common.LRF_NATIVE), str(bundle), "--class", "3", "--json", "--threads",
-                                           str(THREADS), "--out", f"{tmp}/x.png"], capture_output=True, text=True)
-                if proc.returncode:
-                    raise RuntimeError(f"lrf-native {bundle}: {proc.stderr.strip()[-300:]}")
-                out = json.loads(proc.stdout)
-                stages, step_ms, image_ms = out["memory"], out["summary"]["step_ms_median"], out["summary"]["image_ms_median"]
-                runtime = "lrf-native (ExecuTorch)"
-            else:
-                out = run_worker("bundle", str(bundle))
-                stages, image_ms = out["stages"], out["denoise_ms"] + out["decode_ms"]
-                step_ms, runtime = out["denoise_ms"] / out["steps"], "ONNX Runtime"
-            peak = peak_kib(stages) / 1024
-            emit({**row, "runtime": runtime, "peak_rss_mib": peak, "step_ms": step_ms, "image_ms": image_ms,
-                         "stages_peak_rss_mib": {k: v["peak_rss_kib"] / 1024 for k, v in stages.items()}, **verdicts(peak)})
-            print(f"{name} {runtime} {precision}: {peak:.0f} MiB peak, {step_ms:.0f} ms/step", flush=True)
-    text_rows = {}
-    for target in ("onnx", "executorch"):
-        for quantize in PRECISIONS[target]:
-            precision = common.precision_label(quantize)
-            path, details = text_encoder(system, target, quantize, fresh)
-            out = run_worker("text-" + target, str(path))
-            net = (peak_kib(out["stages"]) - out["stages"]["after_import"]["rss_kib"]) / 1024
-            runtime = "ExecuTorch (Python runtime)" if target == "executorch" else "ONNX Runtime"
-            text_rows[target, precision] = path
-            emit({**base, "config": "text encoder", "runtime": runtime, "precision": precision,
-                         "params": details["params"], "weights_mib": path.stat().st_size / MIB, "peak_rss_mib": net,
-                         "step_ms": None, "image_ms": out["run_ms"], "xnnpack_partitions": details.get("xnnpack_partitions"),
-                         "claim": None, "stages_peak_rss_mib": {k: v["peak_rss_kib"] / 1024 for k, v in out["stages"].items()},
-                         "note": "peak RSS minus the worker's interpreter", **verdicts(net)})
-            print(f"{name} text encoder {runtime} {precision}: +{net:.0f} MiB, {out['run_ms']:.0f} ms", flush=True)
-    for quantize in PRECISIONS["onnx"]:
+    text_paths: dict[tuple[str, str], Path] = {}
+
+    def bundle_row(target: str, quantize: str) -> None:
+        precision = common.precision_label(quantize)
+        bundle = common.bundle(target, quantize, system.resolution, fresh, steps=system.steps, checkpoint=root)
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        files = [manifest["artifacts"][k]["file"] for k in ("step", "decoder")]
+        weights = sum(f.stat().st_size for k in files for f in [bundle / k] + list((bundle / k).rglob("*")) if f.is_file())
+        lowering = {k: manifest["artifacts"][k]["lowering"].get("xnnpack_partitions") for k in ("step", "decoder")}
+        row = {**base, "config": "denoiser + VAE decoder", "runtime": target, "precision": precision,
+               "params": params["denoiser"] + params["decoder"], "weights_mib": weights / MIB,
+               "xnnpack_partitions": lowering if target == "executorch" else None,
+               "claim": system.claims.get("denoiser + VAE")}
+        if target == "coreml":
+            emit({**row, "peak_rss_mib": None, "step_ms": None, "image_ms": None,
+                  "note": "converted and sized; running it needs macOS", **verdicts(None)})
+            return
+        if target == "executorch":
+            with tempfile.TemporaryDirectory() as tmp:
+                proc = subprocess.run([str(common.LRF_NATIVE), str(bundle), "--class", "3", "--json", "--threads",
+                                       str(THREADS), "--out", f"{tmp}/x.png"], capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(f"lrf-native {bundle}: {proc.stderr.strip()[-300:]}")
+            out = json.loads(proc.stdout)
+            stages, step_ms, image_ms = out["memory"], out["summary"]["step_ms_median"], out["summary"]["image_ms_median"]
+            runtime = "lrf-native (ExecuTorch)"
+        else:
+            out = run_worker("bundle", str(bundle))
+            stages, image_ms = out["stages"], out["denoise_ms"] + out["decode_ms"]
+            step_ms, runtime = out["denoise_ms"] / out["steps"], "ONNX Runtime"
+        peak = peak_kib(stages) / 1024
+        emit({**row, "runtime": runtime, "peak_rss_mib": peak, "step_ms": step_ms, "image_ms": image_ms,
+              "stages_peak_rss_mib": {k: v["peak_rss_kib"] / 1024 for k, v in stages.items()}, **verdicts(peak)})
+        print(f"{name} {runtime} {precision}: {peak:.0f} MiB peak, {step_ms:.0f} ms/step", flush=True)
+
+    def text_row(target: str, quantize: str) -> None:
+        precision = common.precision_label(quantize)
+        path, details = text_encoder(system, target, quantize, fresh)
+        out = run_worker("text-" + target, str(path))
+        net = (peak_kib(out["stages"]) - out["stages"]["after_import"]["rss_kib"]) / 1024
+        runtime = "ExecuTorch (Python runtime)" if target == "executorch" else "ONNX Runtime"
+        text_paths[target, precision] = path
+        emit({**base, "config": "text encoder", "runtime": runtime, "precision": precision,
+              "params": details["params"], "weights_mib": path.stat().st_size / MIB, "peak_rss_mib": net,
+              "step_ms": None, "image_ms": out["run_ms"], "xnnpack_partitions": details.get("xnnpack_partitions"),
+              "claim": None, "stages_peak_rss_mib": {k: v["peak_rss_kib"] / 1024 for k, v in out["stages"].items()},
+              "note": "peak RSS minus the worker's interpreter", **verdicts(net)})
+        print(f"{name} text encoder {runtime} {precision}: +{net:.0f} MiB, {out['run_ms']:.0f} ms", flush=True)
+
+    def system_row(quantize: str, keep: bool) -> None:
         precision = common.precision_label(quantize)
         bundle = common.bundle("onnx", quantize, system.resolution, False, steps=system.steps, checkpoint=root)
-        for keep in (False, True):
-            out = run_worker("system", str(bundle), str(text_rows["onnx", precision]), "keep" if keep else "release")
-            peak = peak_kib(out["stages"]) / 1024
-            emit({**base, "config": f"whole system ({'resident' if keep else 'sequential'})", "runtime": "ONNX Runtime",
-                         "precision": precision, "params": None, "weights_mib": None, "peak_rss_mib": peak,
-                         "step_ms": out["denoise_ms"] / out["steps"], "image_ms": out["denoise_ms"] + out["decode_ms"],
-                         "claim": system.claims.get("whole system"),
-                         "stages_peak_rss_mib": {k: v["peak_rss_kib"] / 1024 for k, v in out["stages"].items()},
-                         "note": "text encoder " + ("kept loaded" if keep else "released before the denoiser loads") +
-                                 "; includes the Python interpreter", **verdicts(peak)})
-            print(f"{name} whole system ONNX {precision} {'resident' if keep else 'sequential'}: {peak:.0f} MiB", flush=True)
+        out = run_worker("system", str(bundle), str(text_paths["onnx", precision]), "keep" if keep else "release")
+        peak = peak_kib(out["stages"]) / 1024
+        emit({**base, "config": f"whole system ({'resident' if keep else 'sequential'})", "runtime": "ONNX Runtime",
+              "precision": precision, "params": None, "weights_mib": None, "peak_rss_mib": peak,
+              "step_ms": out["denoise_ms"] / out["steps"], "image_ms": out["denoise_ms"] + out["decode_ms"],
+              "claim": system.claims.get("whole system"),
+              "stages_peak_rss_mib": {k: v["peak_rss_kib"] / 1024 for k, v in out["stages"].items()},
+              "note": "text encoder " + ("kept loaded" if keep else "released before the denoiser loads") +
+                      "; includes the Python interpreter", **verdicts(peak)})
+        print(f"{name} whole system ONNX {precision} {'resident' if keep else 'sequential'}: {peak:.0f} MiB", flush=True)
+
+    # Target by target, the whole system right after ONNX's parts: the fast target's full picture first.
+    for target, quantizes in PRECISIONS.items():
+        for quantize in quantizes:
+            bundle_row(target, quantize)
+        if target != "coreml":
+            for quantize in quantizes:
+                text_row(target, quantize)
+        if target == "onnx":
+            for quantize in quantizes:
+                for keep in (False, True):
+                    system_row(quantize, keep)
 
 
 def markdown(rows: list[dict], machine: dict) -> str:

@@ -4,7 +4,6 @@ serve them all."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -32,9 +31,9 @@ def randomize(module: torch.nn.Module, std: float = 0.05, seed: int = 0) -> torc
 
 @pytest.fixture(scope="session", autouse=True)
 def _threads():
-    """The machine's cores shared among the workers (2 cores, 2 workers: one thread each)."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) // workers))
+    """Two threads in each worker: most of a worker's time is single-threaded lowering, and the
+    worker left alone at the end of the run gets both cores."""
+    torch.set_num_threads(2)
 
 
 @pytest.fixture
@@ -103,6 +102,27 @@ def family_bundle(family_checkpoint_of, tmp_path_factory) -> Callable[..., Bundl
         return cache[name, target, quantize]
 
     return get
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family_checkpoint(request, family_checkpoint_of) -> tuple[str, Path]:
+    """``(name, checkpoint)`` of each registered family in turn (the tests that run every family)."""
+    return request.param, family_checkpoint_of(request.param)
+
+
+def assert_family_gate(family_bundle: Callable[..., BundleResult], name: str, target: str, quantize: str) -> None:
+    """Family ``name``'s tiny bundle for ``target`` passes its gate, its manifest names the family,
+    and an int8 one holds the share of int8 weights the family declares in every graph."""
+    import json
+
+    r = family_bundle(name, target, quantize)
+    assert r.ok, r.parity
+    manifest = json.loads((r.path / "manifest.json").read_text())
+    assert manifest["model"]["family"]["name"] == name and manifest["class_names"] == list(CIFAR10_CLASSES)
+    if quantize == "int8":
+        need = manifest["model"]["family"]["int8_min_share"]
+        shares = r.parity["int8_share"]
+        assert set(shares) == {"step", "decoder", "encoder"} and min(shares.values()) >= need, shares
 
 
 @pytest.fixture(scope="session")

@@ -26,14 +26,9 @@ from lrf_model.families import FAMILIES, family_of, load_denoiser
 from lrf_model.pipeline import LRFPipeline
 from lrf_model.training import main_train
 
-from .conftest import TEST_STD, randomize, tiny_family_denoiser
+from .conftest import TEST_STD, assert_family_gate, randomize, tiny_family_denoiser
 from .test_eval import write_cifar_tree
 from .test_native import lrf_native, native  # noqa: F401  (lrf_native is a fixture)
-
-
-@pytest.fixture(scope="module", params=sorted(FAMILIES))
-def family_checkpoint(request, family_checkpoint_of):
-    return request.param, family_checkpoint_of(request.param)
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
@@ -94,18 +89,10 @@ def test_unet2d_trains_and_generates(tmp_path):
         pipe.check_recursions(2)
 
 
-@pytest.mark.parametrize("target", ["executorch", "onnx", "coreml"])
 @pytest.mark.parametrize("quantize", ["none", "int8"])
-def test_every_family_exports_with_a_passing_gate(family_checkpoint, family_bundle, target, quantize):
-    name, _ = family_checkpoint
-    r = family_bundle(name, target, quantize)
-    assert r.ok, r.parity
-    manifest = json.loads((r.path / "manifest.json").read_text())
-    assert manifest["model"]["family"]["name"] == name and manifest["class_names"] == list(CIFAR10_CLASSES)
-    if quantize == "int8":
-        need = manifest["model"]["family"]["int8_min_share"]
-        shares = r.parity["int8_share"]
-        assert set(shares) == {"step", "decoder", "encoder"} and min(shares.values()) >= need, shares
+def test_every_family_exports_to_executorch_with_a_passing_gate(family_checkpoint, family_bundle, quantize):
+    """ONNX and Core ML: tests/test_family_targets.py (a file per test worker, the bundles split between them)."""
+    assert_family_gate(family_bundle, family_checkpoint[0], "executorch", quantize)
 
 
 def test_an_int8_label_on_float_weights_fails_the_gate(tmp_path, monkeypatch):
@@ -144,34 +131,6 @@ def test_every_family_exports_fp16_to_executorch(lrf_native, family_checkpoint, 
     assert all(h <= f + 2 for h, f in zip(parts["fp16"], parts["fp32"])), parts
     result = native(lrf_native, fp16.path, "--selftest", "--json")
     assert result.returncode == 0 and json.loads(result.stdout)["precision"] == "fp16", result.stdout + result.stderr
-
-
-@pytest.mark.slow
-def test_web_runtime_runs_every_family(family_checkpoint, family_bundle, tmp_path):
-    """The browser page (Chromium) loads each family's ONNX bundle, generates and passes its self-test."""
-    import subprocess
-    import sys
-
-    from .test_web import WEB, _chromium, _node, _node_modules
-
-    node = _node()
-    _chromium()
-    _node_modules()
-    name, _ = family_checkpoint
-    r = family_bundle(name, "onnx")
-    server = subprocess.Popen([sys.executable, str(WEB / "serve.py"), "--bundle", str(r.path), "--port", "0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = server.stdout.readline().strip().split(" ", 1)[1]
-        result = subprocess.run([node, "tests/e2e.mjs", "--mode", "bench", "--url", url, "--threads", "2", "--images", "2",
-                                 "--warmup", "0", "--out", str(tmp_path / "bench.json")],
-                                cwd=WEB, capture_output=True, text=True, timeout=300)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    assert result.returncode == 0, f"{name}: {result.stdout}\n{result.stderr}"
-    report = json.loads((tmp_path / "bench.json").read_text())
-    assert report["passed"] and report["runs"][0]["selftest_passed"], report
 
 
 def test_a_model_with_few_classes_passes_every_self_test(lrf_native, tmp_path):  # noqa: F811

@@ -4,6 +4,7 @@ serve them all."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -31,9 +32,10 @@ def randomize(module: torch.nn.Module, std: float = 0.05, seed: int = 0) -> torc
 
 @pytest.fixture(scope="session", autouse=True)
 def _threads():
-    """Two threads in each worker: most of a worker's time is single-threaded lowering, and the
-    worker left alone at the end of the run gets both cores."""
-    torch.set_num_threads(2)
+    """The machine's cores shared among the test workers (2 cores, 2 workers: one thread each;
+    two each oversubscribed the cores and made the run slower)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // workers))
 
 
 @pytest.fixture

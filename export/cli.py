@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint folder or a shipped one by name: cifar10 (default), cifar10-fewstep")
     p.add_argument("--out", default=None, help="bundle folder (default: dist/<model>-<target>-<quant>-s<N>/)")
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: lrf-generate's)")
+    p.add_argument("--calibration-per-class", type=int, default=8,
+                   help="INT8: sampled trajectories per class whose steps calibrate the ranges (default 8; "
+                        "fewer export faster: a published-size model's 8 take most of an hour on 2 cores)")
     return p
 
 
@@ -31,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
     opts = ExportOptions(target=a.target, steps=a.steps, recursions=a.recursions, quantize=a.quantize, graph=a.graph,
-                         checkpoint=a.checkpoint, out=a.out, cfg=a.cfg)
+                         checkpoint=a.checkpoint, out=a.out, cfg=a.cfg,
+                         calibration_per_class=a.calibration_per_class)
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
     with progress_display() as progress:
         results = export_bundles(opts, progress)

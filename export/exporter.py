@@ -53,6 +53,7 @@ class ExportOptions:
     out: str | None = None
     cfg: float | None = None
     shift: float = 1.0
+    calibration_per_class: int = 8  # INT8: trajectories per class whose every step calibrates
 
 
 @dataclass
@@ -70,6 +71,8 @@ class BundleResult:
 
 def validate(opts: ExportOptions) -> list[str]:
     targets = ["coreml", "executorch", "onnx"] if opts.target == "all" else [opts.target]
+    if opts.calibration_per_class < 1:
+        raise LRFError(f"--calibration-per-class {opts.calibration_per_class}: INT8 needs at least one trajectory per class")
     if opts.quantize not in QUANTIZE:
         raise LRFError(f"--quantize {opts.quantize} is unknown; use one of {', '.join(QUANTIZE)}")
     for t in targets:
@@ -103,7 +106,7 @@ def export_bundles(opts: ExportOptions, progress: Progress | None = None) -> lis
         "encoder": encoder_spec(den, ae),
     }
     ref = test_vectors.reference(pipe, ts, cfg, R)
-    calib = test_vectors.calibration(pipe, ts, cfg, R) if opts.quantize == "int8" else {}
+    calib = test_vectors.calibration(pipe, ts, cfg, R, opts.calibration_per_class) if opts.quantize == "int8" else {}
     traces = Traces(specs)
     results = []
     for name in targets:

@@ -284,7 +284,12 @@ def save_training_state(
                 tensors[f"optim.{idx}.{k}"] = v.detach().contiguous()
             else:
                 scalars[f"{idx}.{k}"] = v
-    meta: dict[str, object] = {"step": step, "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
+    # The parameters' names in the optimizer's and the EMA's index order: a state saved before a
+    # refactor that reorders a model's parameters (not its names) still resumes (restore maps by name).
+    names = parameter_names(modules)
+    meta: dict[str, object] = {"step": step, "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars,
+                                                           "names": [names[id(q)] for g in optimizer.param_groups
+                                                                     for q in g["params"]]},
                                "extra": extra or {}}
     if scheduler is not None:
         meta["scheduler"] = scheduler.state_dict()  # LambdaLR: its lambdas are stored as None
@@ -292,6 +297,7 @@ def save_training_state(
         ema_state = ema.state_dict()
         tensors.update({f"ema_shadow.{i}": p.detach().contiguous() for i, p in enumerate(ema_state.pop("shadow_params"))})
         meta["ema"] = ema_state
+        meta["ema_names"] = list(names.values())  # both trainers' EMA follows their modules' parameters
     for name, g in (generators or {}).items():
         tensors[f"rng.{name}"] = g.get_state()
     folder.mkdir(parents=True, exist_ok=True)
@@ -300,6 +306,21 @@ def save_training_state(
     save_file(tensors, str(tmp), metadata={"lrf_training_state": json.dumps(meta)})
     tmp.replace(path)
     return path
+
+
+def parameter_names(modules: dict[str, torch.nn.Module]) -> dict[int, str]:
+    """``id(parameter) -> "module.name"`` over ``modules``' parameters, in their order."""
+    return {id(q): f"{m}.{n}" for m, module in modules.items() for n, q in module.named_parameters()}
+
+
+def _by_name(saved: list[str] | None, now: list[str]) -> list[int] | None:
+    """For each saved index, the index of the parameter of that name now (None: no names saved)."""
+    if saved is None:
+        return None
+    where = {n: i for i, n in enumerate(now)}
+    if sorted(saved) != sorted(now):
+        raise ValueError(f"parameters differ: {sorted(set(saved) ^ set(now))[:3]}")
+    return [where[n] for n in saved]
 
 
 def read_training_meta(folder: Path) -> dict | None:
@@ -349,19 +370,28 @@ def restore_training_state(
         for name, module in modules.items():
             prefix = f"{name}."
             module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        names = parameter_names(modules)
+        now = _by_name(meta["optimizer"].get("names"), [names[id(q)] for g in optimizer.param_groups for q in g["params"]])
         state: dict[int, dict] = {}
         for key, v in tensors.items():
             if key.startswith("optim."):
                 _, idx, k = key.split(".", 2)
-                state.setdefault(int(idx), {})[k] = v
+                state.setdefault(now[int(idx)] if now else int(idx), {})[k] = v
         for key, v in meta["optimizer"]["scalars"].items():
             idx, k = key.split(".", 1)
-            state.setdefault(int(idx), {})[k] = v
+            state.setdefault(now[int(idx)] if now else int(idx), {})[k] = v
         optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+        for q, moments in optimizer.state.items():  # a state in another parameter order fails here, not mid-step
+            if any(torch.is_tensor(v) and v.dim() and v.shape != q.shape for v in moments.values()):
+                raise ValueError(f"optimizer state of shape {[tuple(v.shape) for v in moments.values() if torch.is_tensor(v)][0]} "
+                                 f"for a parameter of shape {tuple(q.shape)}")
         if scheduler is not None:
             scheduler.load_state_dict(meta["scheduler"])
         if ema is not None:
+            order = _by_name(meta.get("ema_names"), list(names.values()))
             shadow = [tensors[f"ema_shadow.{i}"] for i in range(len(ema.shadow_params))]
+            if order:
+                shadow = [s for _, s in sorted(zip(order, shadow), key=lambda pair: pair[0])]
             ema.load_state_dict({**meta["ema"], "shadow_params": shadow})
         for name, g in (generators or {}).items():
             g.set_state(tensors[f"rng.{name}"].cpu())

@@ -63,6 +63,30 @@ def test_training_state_round_trip(tmp_path):
         read_training_state(tmp_path)
 
 
+def test_training_state_resumes_by_parameter_name_when_the_order_changes(tmp_path):
+    """A refactor may reorder a model's parameters (the same names): the optimizer's moments and the EMA's
+    shadow weights follow the names, not the positions (IRIS's resume broke on exactly this)."""
+    class Two(torch.nn.Module):
+        def __init__(self, first: str):
+            super().__init__()
+            shapes = {"a": (3, 5), "b": (7,)}
+            for name in (first, *(n for n in shapes if n != first)):
+                self.register_parameter(name, torch.nn.Parameter(torch.randn(shapes[name])))
+
+    before, after = Two("a"), Two("b")
+    opt, ema = torch.optim.AdamW(before.parameters()), EMAModel(before.parameters(), decay=0.9)
+    (before.a.sum() + before.b.pow(2).sum()).backward()
+    opt.step()
+    ema.step(before.parameters())
+    save_training_state(tmp_path, 1, {"model": before}, opt, None, ema)
+    opt2, ema2 = torch.optim.AdamW(after.parameters()), EMAModel(after.parameters(), decay=0.9)
+    restore_training_state(*read_training_state(tmp_path), {"model": after}, opt2, None, ema2)
+    for name in ("a", "b"):
+        assert torch.equal(opt.state[getattr(before, name)]["exp_avg"], opt2.state[getattr(after, name)]["exp_avg"])
+    assert [tuple(s.shape) for s in ema2.shadow_params] == [(7,), (3, 5)]
+    assert torch.equal(ema2.shadow_params[1], ema.shadow_params[0])
+
+
 def test_shipped_checkpoints_resolve_by_name(tmp_path, monkeypatch):
     """``--checkpoint cifar10`` names the shipped folder; a folder that exists wins over a name."""
     from lrf_model.pipeline import default_checkpoint, resolve_checkpoint

@@ -156,6 +156,7 @@ def test_tampered_and_truncated_bundles_are_rejected(ckpt, tmp_path):
     (["--target", "onnx", "--steps", "0"], "--steps 0"),
     (["--target", "onnx", "--steps", "2", "--quantize", "int4"], "--quantize int4"),
     (["--target", "onnx", "--steps", "2", "--quantize", "fp16"], "--quantize fp16 is not offered by onnx"),
+    (["--target", "onnx", "--steps", "2", "--quantize", "int8", "--calibration-per-class", "0"], "--calibration-per-class 0"),
 ])
 def test_bad_arguments_give_one_line_errors(ckpt, tmp_path, capsys, args, message):
     out = tmp_path / "never"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from typing import Callable
 
-from torch.fx.node import map_aggregate
+from torch.fx.node import map_aggregate, map_arg
 
 
 def _key(node: torch.fx.Node):
@@ -61,18 +61,44 @@ def merge_common_subexpressions(program: torch.export.ExportedProgram,
     return merged
 
 
+def fold_weightless(program: torch.export.ExportedProgram, skip: frozenset) -> torch.export.ExportedProgram:
+    """Fold the subgraphs that read no placeholder at all (no input, no weight: ``full``/``arange``
+    chains) into stored constants, in place, the ops in ``skip`` excepted."""
+    from executorch.exir.passes.constant_prop_pass import create_constant_nodes_and_return_specs
+
+    values: dict[torch.fx.Node, torch.Tensor] = {}
+    for node in program.graph.nodes:
+        if (node.op != "call_function" or node.is_impure() or node.target in skip
+                or not all(a in values for a in node.all_input_nodes)):
+            continue
+        args, kwargs = map_arg((node.args, node.kwargs), values.__getitem__)
+        with torch.no_grad():
+            value = node.target(*args, **kwargs)
+        values[node] = value.contiguous() if isinstance(value, torch.Tensor) and 0 in value.stride() else value
+    if not values:
+        return program
+    specs = {s.arg.name: s for s in program.graph_signature.input_specs}
+    specs.update(create_constant_nodes_and_return_specs(values, program))
+    program.graph_signature.input_specs = [specs[n.name] for n in program.graph.find_nodes(op="placeholder")]
+    program.graph.eliminate_dead_code()
+    program.graph_module.recompile()
+    return program
+
+
 class FoldConstants:
     """Pass: merge common subexpressions, then fold every subgraph of constants and weights alone.
 
     ``after_rewrites``: the run after the rewrites for XNNPACK (which build constant rows and
-    kernels), on float programs: the rewrites' copies of one tensor stay distinct views (XNNPACK
-    concatenates distinct inputs only). Quantize/dequantize nodes are never merged (each consumer
-    has its own dequantize, the pattern the delegate matches) nor folded."""
+    kernels): the rewrites' copies of one tensor stay distinct views (XNNPACK concatenates distinct
+    inputs only). Quantize/dequantize nodes are never merged (each consumer has its own dequantize,
+    the pattern the delegate matches) nor folded. ``weights=False`` (quantized programs) folds only
+    what reads no weight either, the rewrites' own rows and kernels: ExecuTorch's constant
+    propagation of weights around the quantizer's nodes broke the unet2d INT8 step's lowering."""
 
     name = "fold constants"
 
-    def __init__(self, after_rewrites: bool = False):
-        self.after_rewrites = after_rewrites
+    def __init__(self, after_rewrites: bool = False, weights: bool = True):
+        self.after_rewrites, self.weights = after_rewrites, weights
 
     def __call__(self, program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
         from executorch.exir.operator.util import _QUANT_PRIMITIVES
@@ -85,4 +111,6 @@ class FoldConstants:
                 n.target == torch.ops.aten.view.default and n in moving))
         else:
             merge_common_subexpressions(program, lambda n: n.target in quant)
+        if not self.weights:
+            return fold_weightless(program, quant)
         return constant_prop_pass(program, custom_skip_targets=set(_DEFAULT_SKIP_TARGETS) | set(_QUANT_PRIMITIVES))

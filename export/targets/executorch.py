@@ -81,11 +81,9 @@ class ExecuTorchTarget:
         from ..passes.xnnpack_ops import ForXnnpack
 
         quantize = [QuantizePT2E(spec.int8_modules, calibration, spec.int8_whole_modules)] if precision == "int8" else []
-        # The rewrites' constant rows and kernels folded; not in quantized programs, where ExecuTorch's
-        # constant propagation also folds weights around the quantizer's nodes and breaks the program
-        # (the unet2d step failed to lower): there the rewrites' constants are computed at run time.
-        fold = [FoldConstants(after_rewrites=True)] if precision != "int8" else []
-        return [*quantize, ForXnnpack(), *fold]
+        # The rewrites' constant rows and kernels folded; in quantized programs only those (folding
+        # weights around the quantizer's nodes broke the unet2d step's lowering).
+        return [*quantize, ForXnnpack(), FoldConstants(after_rewrites=True, weights=precision != "int8")]
 
     def lower(self, program, spec: GraphSpec, path: Path, precision: str,
               calibration: list[tuple] | None = None) -> Lowered:

@@ -174,18 +174,19 @@ def test_dc_autoencoder_lowers_to_one_partition_each_way(tmp_path, precision):
 
 
 def test_one_dim_means_repeats_and_unshuffles_are_rewritten_exactly():
-    """Each rewrite against its reference op; XNNPACK's own spatial mean and group norm's stay means."""
+    """Each rewrite against its reference op (an upsampling by 7 too: two levels of cats); XNNPACK's own spatial mean and group norm's stay means."""
     class Ops(torch.nn.Module):
         def forward(self, x):
             return (x.movedim(1, -1).pow(2).mean(-1, keepdim=True), x.unflatten(1, (-1, 4)).mean(dim=2),
                     x.mean(dim=(2, 3), keepdim=True), torch.nn.functional.pixel_unshuffle(x, 2),
-                    x.repeat_interleave(7, dim=1), torch.nn.functional.group_norm(x, 4))
+                    x.repeat_interleave(7, dim=1), torch.nn.functional.group_norm(x, 4),
+                    torch.nn.functional.interpolate(x, scale_factor=(7, 1), mode="nearest"))
 
     x = torch.randn(2, 16, 8, 8)
     program = torch.export.export(Ops(), (x,))
     rewritten = ForXnnpack()(program)
     ops = [str(n.target) for n in rewritten.graph.nodes if n.op == "call_function"]
-    assert not any(name in op for name in ("pixel_unshuffle", "repeat_interleave") for op in ops)
+    assert not any(name in op for name in ("pixel_unshuffle", "repeat_interleave", "upsample") for op in ops)
     assert ops.count("aten.mean.dim") == 3  # the spatial mean and group norm's two statistics
     for got, want in zip(rewritten.module()(x), Ops()(x)):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)

@@ -10,7 +10,7 @@ same step is 3 partitions and the autoencoder's decoder one:
 - group norm: statistics by ``mean`` over the last two dims of a 4-D view (XNNPACK's global
   average pooling), normalised with ``rsqrt``;
 - attention without a mask: ``softmax(q k^T * scale) v`` as 3-D batched matmuls;
-- nearest upsampling by an integer factor (2-5): copies concatenated, then viewed (exact:
+- nearest upsampling by an integer factor (up to 25): copies concatenated, then viewed (exact:
   every output pixel is one input pixel);
 - SiLU as ``x * sigmoid(x)`` in the input's dtype: the edge decomposition computes a float16
   SiLU in float32, and each of the UNet's 25 SiLUs cut the fp16 step into another partition
@@ -126,9 +126,9 @@ def upsample_nearest(x: torch.Tensor, output_size, scale_factors) -> torch.Tenso
     B, C, H, W = x.shape
     oh, ow = _upsampled_size(H, W, output_size, scale_factors)
     sh, sw = oh // H, ow // W
-    # Rank-4 views only, and one view node per copy: XNNPACK's cat counts distinct inputs.
-    x = torch.cat([x.reshape(B, C, H * W, 1) for _ in range(sw)], dim=3).reshape(B, C, H, ow)     # columns repeated
-    return torch.cat([x.reshape(B, C * H, 1, ow) for _ in range(sh)], dim=2).reshape(B, C, oh, ow)  # then rows
+    # Rank-4 views only (XNNPACK's cat), a factor of 1 no copy.
+    x = _copies(x.reshape(B, C, H * W, 1), sw, dim=3).reshape(B, C, H, ow)        # columns repeated
+    return _copies(x.reshape(B, C * H, 1, ow), sh, dim=2).reshape(B, C, oh, ow)   # then rows
 
 
 _REWRITES = {
@@ -153,8 +153,8 @@ def _rewritable(node: torch.fx.Node) -> bool:
     if node.target == aten.upsample_nearest2d.vec:
         h, w = node.args[0].meta["val"].shape[-2:]
         out = _upsampled_size(h, w, *(list(node.args[1:]) + [None, None])[:2])
-        # XNNPACK concatenates 2 to 5 tensors; a factor of 1 or above 5 keeps the portable kernel.
-        return node.args[0].meta["val"].dim() == 4 and all(o % i == 0 and 2 <= o // i <= 5 for o, i in zip(out, (h, w)))
+        # Integer factors (a fractional one keeps the portable kernel), at most 25 copies a dim (two cats deep).
+        return node.args[0].meta["val"].dim() == 4 and all(o % i == 0 and 1 <= o // i <= 25 for o, i in zip(out, (h, w)))
     if node.target == aten.gelu.default:  # the erf form has no XNNPACK equivalent: kept as it is
         return node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none") == "tanh"
     if node.target == aten.softplus.default:  # beta 1 only (the form above)

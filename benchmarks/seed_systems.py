@@ -63,6 +63,7 @@ class System:
     autoencoder: tuple[str, dict]  # (kind of AUTOENCODERS, its builder's arguments)
     claims: dict[str, str] = field(default_factory=dict)  # row config -> the seed's own figure
     claim_source: str = ""
+    overrides: dict = field(default_factory=dict)  # the denoiser's PUBLISHED_CONFIG changed here (another resolution)
 
 
 def clip_text(width: int, layers: int) -> dict:
@@ -97,6 +98,12 @@ SYSTEMS = {
         autoencoder=("wavelet", dict(downsample=16, latent_channels=16, channels=256)),
         claims={"denoiser + VAE": "19M generator, ~60M total system", "whole system": "545 MB inference (fp16)"},
         claim_source="seed 001 (IRIS): model variants table"),
+    # The same IRIS-Tiny at 512 px (the issue's second resolution): a 32 x 32 latent, 1,024 tokens.
+    "iris-512": System(
+        family="iris", seed="001", resolution=512, steps=4, text=clip_text(768, 12),
+        autoencoder=("wavelet", dict(downsample=16, latent_channels=16, channels=256)),
+        claims={"denoiser + VAE": "19M generator, ~60M total system", "whole system": "545 MB inference (fp16)"},
+        claim_source="seed 001 (IRIS): model variants table", overrides={"latent_size": 32}),
     # Seed 002: MicroForge-tiny "28M params, ~56 MB fp16, ~0.13s/image on CPU", "~76 MB inference @ 512px",
     # "with TinyCLIP (+120 MB) under 500 MB"; DC-AE tiny [32,64,128,256], latent 16, 16M, f=32
     # (512 px -> 16 x 16). A TinyCLIP-sized text tower: width 512, 12 layers (63M; the seed: ~60M).
@@ -141,7 +148,7 @@ def published_config(system: System) -> dict:
     """The family's ``PUBLISHED_CONFIG`` (each seed family's module declares its published size)."""
     import importlib
 
-    return dict(importlib.import_module(f"lrf_model.families.{system.family}").PUBLISHED_CONFIG)
+    return dict(importlib.import_module(f"lrf_model.families.{system.family}").PUBLISHED_CONFIG) | system.overrides
 
 
 def text_encoder(system: System, target: str, quantize: str, fresh: bool) -> tuple[Path, dict]:
@@ -267,7 +274,7 @@ def measure_system(name: str, system: System, fresh: bool, emit: Callable[[dict]
     decoder = [ae.decoder, *([ae.post_quant_conv] if hasattr(ae, "post_quant_conv") else [])]  # a KL VAE's last conv
     params = {"denoiser": sum(p.numel() for p in pipe.denoiser.parameters()),
               "decoder": sum(p.numel() for m in decoder for p in m.parameters())}
-    base = {"family": name, "resolution": system.resolution, "claim_source": system.claim_source}
+    base = {"family": system.family, "resolution": system.resolution, "claim_source": system.claim_source}
     text_paths: dict[tuple[str, str], Path] = {}
 
     def bundle_row(target: str, quantize: str) -> None:
@@ -377,7 +384,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     shown = [r for r in rows if r["peak_rss_mib"] is not None]
     fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(shown)), 4.5), dpi=120)
-    labels = [f"{r['family']} {r['config']}\n{r['runtime'].split(' ')[0]} {r['precision']}" for r in shown]
+    labels = [f"{r['family']} {r['resolution']} {r['config']}\n{r['runtime'].split(' ')[0]} {r['precision']}" for r in shown]
     ax.bar(range(len(shown)), [r["peak_rss_mib"] for r in shown], color="#1f77b4")
     for (name, budget), style in zip(PHONE_BUDGETS.items(), ("--", ":")):
         ax.axhline(budget / MIB, color="red", ls=style, lw=1, label=f"{name} app budget")
@@ -413,7 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown system {unknown}; use {', '.join(SYSTEMS)}")
     common.build_native()
     previous = common.RESULTS / "seed_systems.json"
-    rows = [r for r in json.loads(previous.read_text())["rows"] if r["family"] not in names] if previous.is_file() else []
+    measured = {(SYSTEMS[n].family, SYSTEMS[n].resolution) for n in names}
+    rows = [r for r in json.loads(previous.read_text())["rows"] if (r["family"], r["resolution"]) not in measured] \
+        if previous.is_file() else []
     machine = common.machine()
     common.RESULTS.mkdir(parents=True, exist_ok=True)
 

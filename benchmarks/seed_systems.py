@@ -197,8 +197,8 @@ def worker_text(runtime: str, path: str) -> dict:
         from executorch.runtime import Runtime
 
         _C._unsafe_reset_threadpool(THREADS)
-        method = Runtime.get().load_program(Path(path)).load_method("forward")
         stages["after_import"] = reading()  # torch and the runtime's library are the interpreter's share here
+        method = Runtime.get().load_program(Path(path)).load_method("forward")
         run = lambda: method.execute([torch.from_numpy(ids)])  # noqa: E731
     stages["after_load"] = reading()
     t0 = time.perf_counter()

@@ -278,10 +278,10 @@ def measure_system(name: str, system: System, fresh: bool, emit: Callable[[dict]
     text_paths: dict[tuple[str, str], Path] = {}
 
     def bundle_row(target: str, quantize: str) -> None:
-        precision = common.precision_label(quantize)
         bundle = common.bundle(target, quantize, system.resolution, fresh, steps=system.steps, checkpoint=root,
                                calibration_per_class=CALIBRATION_PER_CLASS)
         manifest = json.loads((bundle / "manifest.json").read_text())
+        precision = manifest["precision"]  # Core ML's float bundle is fp16
         files = [manifest["artifacts"][k]["file"] for k in ("step", "decoder")]
         weights = sum(f.stat().st_size for k in files for f in [bundle / k] + list((bundle / k).rglob("*")) if f.is_file())
         lowering = {k: manifest["artifacts"][k]["lowering"].get("xnnpack_partitions") for k in ("step", "decoder")}

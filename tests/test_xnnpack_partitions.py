@@ -190,3 +190,34 @@ def test_one_dim_means_repeats_and_unshuffles_are_rewritten_exactly():
     assert ops.count("aten.mean.dim") == 3  # the spatial mean and group norm's two statistics
     for got, want in zip(rewritten.module()(x), Ops()(x)):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+def test_layer_norms_and_4d_matmuls_lower_to_one_partition(tmp_path):
+    """A transformer block as a text tower writes it (a layer norm over the last dim, attention by 4-D
+    matmuls with an additive causal mask): layer norm and the operands' expand copies ran portable (a
+    302M CLIP text tower lowered to 81 partitions); rewritten, one partition computing the same."""
+    from executorch.runtime import Runtime
+
+    from lrf_export.passes.constants import FoldConstants
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm, self.q, self.k, self.v = torch.nn.LayerNorm(32), *(torch.nn.Linear(32, 32) for _ in range(3))
+            self.register_buffer("mask", torch.full((8, 8), -1e4).triu(1))
+
+        def forward(self, x):                                                   # (B, N, 32)
+            h = self.norm(x)
+            q, k, v = (f(h).unflatten(-1, (2, 16)).transpose(1, 2) for f in (self.q, self.k, self.v))  # (B, heads, N, 16)
+            w = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * 0.25 + self.mask, dim=-1)
+            return x + torch.matmul(w, v).transpose(1, 2).flatten(2)
+
+    torch.manual_seed(0)
+    block, x = Block().eval(), torch.randn(2, 8, 32)
+    program = torch.export.export(block, (x,))
+    assert _lower(program)[1]["xnnpack_partitions"] > 1  # upstream behaviour: if this changes, the rewrites may go
+    edge, after = _lower(FoldConstants(after_rewrites=True)(ForXnnpack()(program)))
+    assert after["xnnpack_partitions"] == 1 and not after["portable_ops"], after
+    (tmp_path / "block.pte").write_bytes(edge.to_executorch().buffer)
+    (out,) = Runtime.get().load_program(tmp_path / "block.pte").load_method("forward").execute([x])
+    torch.testing.assert_close(out, block(x), atol=1e-5, rtol=1e-4)

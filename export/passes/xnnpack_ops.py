@@ -22,6 +22,9 @@ same step is 3 partitions and the autoencoder's decoder one:
 - a mean over one dim (XNNPACK averages only the spatial dims of a 4-D map) as a linear with a
   constant 1/n row, the dim moved last first: DC-AE's channel RMSNorms and its shortcuts' channel-group
   means cut its decoder into 10 partitions and its encoder into 12;
+- layer norm over the last dim (a transformer's; XNNPACK has none) by its two means, as above, and a
+  4-D ``matmul`` as a 3-D ``bmm`` (its edge decomposition copies both operands through ``expand_copy``):
+  a CLIP text tower's 41 layer norms and 80 such copies cut it into 81 partitions;
 - ``repeat_interleave`` of channels (DC-AE's up-block shortcut) as concatenated copies, and
   ``pixel_unshuffle`` (its down blocks) as a grouped stride-r convolution with a constant one-hot
   kernel (exact: each output is one input times 1), where the portable kernels copied the permuted
@@ -118,6 +121,24 @@ def pixel_unshuffle(x: torch.Tensor, r: int) -> torch.Tensor:
     return torch.nn.functional.conv2d(x, pick.reshape(n, 1, r, r).repeat(C, 1, 1, 1), stride=r, groups=C)
 
 
+def layer_norm(x: torch.Tensor, normalized_shape: list[int], weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None, eps: float = 1e-5, cudnn_enable: bool = True) -> torch.Tensor:
+    """Over the last dim (``_rewritable``): its two means become the 1/n-row linears of ``mean_one_dim``."""
+    d = x - mean_one_dim(x, [-1], keepdim=True)
+    y = d * torch.rsqrt(mean_one_dim(d * d, [-1], keepdim=True) + eps)
+    y = y * weight if weight is not None else y
+    return y + bias if bias is not None else y
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A batched matmul of two tensors with the same leading dims as one 3-D ``bmm`` (the edge
+    decomposition of a 4-D ``matmul`` copies both operands through ``expand_copy`` first)."""
+    if a.dim() < 3 or a.dim() != b.dim() or a.shape[:-2] != b.shape[:-2]:
+        return NotImplemented  # broadcasting or 2-D: the op as it is
+    out = torch.bmm(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]))   # (B*heads, N, M)
+    return out.reshape(*a.shape[:-2], *out.shape[-2:])
+
+
 def _upsampled_size(h: int, w: int, output_size, scale_factors) -> list[int]:
     return list(output_size) if output_size is not None else [int(h * scale_factors[0]), int(w * scale_factors[1])]
 
@@ -141,6 +162,8 @@ _REWRITES = {
     aten.mean.dim: mean_one_dim,
     aten.repeat_interleave.self_int: repeat_interleave_channels,
     aten.pixel_unshuffle.default: pixel_unshuffle,
+    aten.layer_norm.default: layer_norm,
+    aten.matmul.default: matmul,
 }
 
 
@@ -161,6 +184,8 @@ def _rewritable(node: torch.fx.Node) -> bool:
         return (list(node.args[1:2]) or [node.kwargs.get("beta", 1.0)])[0] == 1.0
     if node.target == aten.mean.dim:  # the rewrite itself keeps any other mean (XNNPACK's spatial one) as it is
         return True
+    if node.target == aten.layer_norm.default:  # over the last dim only (one 1/n row)
+        return len(node.args[1]) == 1
     if node.target == aten.repeat_interleave.self_int:
         args = dict(zip(("x", "repeats", "dim"), node.args)) | node.kwargs
         return node.args[0].meta["val"].dim() == 4 and args.get("dim") in (1, -3) and 1 < args["repeats"] <= 25
@@ -169,7 +194,8 @@ def _rewritable(node: torch.fx.Node) -> bool:
 
 class ForXnnpack:
     """Pass: group norm, unmasked attention, integer nearest upsampling, SiLU, tanh-GELU, softplus,
-    one-dim means, channel repeat_interleave and pixel_unshuffle in XNNPACK's ops. Each op is rewritten only where all its nodes can be (a graph mixing tanh- and
+    one-dim means, last-dim layer norm, batched 4-D matmuls, channel repeat_interleave and pixel_unshuffle
+    in XNNPACK's ops. Each op is rewritten only where all its nodes can be (a graph mixing tanh- and
     erf-GELU keeps both as they are: the table is per op)."""
 
     name = "XNNPACK op rewrites"

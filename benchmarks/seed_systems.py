@@ -161,7 +161,7 @@ def text_encoder(system: System, target: str, quantize: str, fresh: bool) -> tup
 
     precision = "float" if quantize == "none" else quantize
     path = common.BUNDLES / f"seed-{system.family}-text-{precision}{'.pte' if target == 'executorch' else '.onnx'}"
-    report = path.with_suffix(".json")
+    report = path.with_name(path.name + ".json")  # one per artifact: the .onnx and the .pte share a stem
     if path.is_file() and report.is_file() and not fresh:
         return path, json.loads(report.read_text())
     torch.manual_seed(0)

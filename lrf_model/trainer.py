@@ -382,9 +382,9 @@ def restore_training_state(
             state.setdefault(now[int(idx)] if now else int(idx), {})[k] = v
         optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
         for q, moments in optimizer.state.items():  # a state in another parameter order fails here, not mid-step
-            if any(torch.is_tensor(v) and v.dim() and v.shape != q.shape for v in moments.values()):
-                raise ValueError(f"optimizer state of shape {[tuple(v.shape) for v in moments.values() if torch.is_tensor(v)][0]} "
-                                 f"for a parameter of shape {tuple(q.shape)}")
+            for v in moments.values():
+                if torch.is_tensor(v) and v.dim() and v.shape != q.shape:
+                    raise ValueError(f"optimizer state of shape {tuple(v.shape)} for a parameter of shape {tuple(q.shape)}")
         if scheduler is not None:
             scheduler.load_state_dict(meta["scheduler"])
         if ema is not None:

@@ -124,7 +124,7 @@ def precision_label(quantize: str) -> str:
 
 
 def bundle(target: str, quantize: str, side: int = 32, fresh: bool = False, shipped: str = "cifar10",
-           steps: int = STEPS, checkpoint: Path | None = None, calibration_per_class: int = 8) -> Path:
+           steps: int = STEPS, checkpoint: Path | None = None, calibration_per_class: int | None = None) -> Path:
     """The ``target`` bundle at ``quantize`` and ``steps`` of a shipped model (``shipped``, side 32),
     of a scaled checkpoint, or of ``checkpoint`` (named after its folder)."""
     from lrf_export.bundle import load_manifest
@@ -151,7 +151,8 @@ def bundle(target: str, quantize: str, side: int = 32, fresh: bool = False, ship
     print(f"exporting {out.relative_to(ROOT)} ...", flush=True)
     source.unlink(missing_ok=True)
     (result,) = export_bundles(ExportOptions(target=target, steps=steps, quantize=quantize, checkpoint=str(checkpoint),
-                                             out=str(out), calibration_per_class=calibration_per_class))
+                                             out=str(out),
+                                             calibration_per_class=calibration_per_class or ExportOptions.calibration_per_class))
     if not result.ok:
         if side == 32 and checkpoint == resolve_checkpoint(shipped):
             sys.exit(f"{out}: the parity gate failed; see {out / 'parity.json'}")

@@ -24,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint folder or a shipped one by name: cifar10 (default), cifar10-fewstep")
     p.add_argument("--out", default=None, help="bundle folder (default: dist/<model>-<target>-<quant>-s<N>/)")
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: lrf-generate's)")
-    p.add_argument("--calibration-per-class", type=int, default=8,
-                   help="INT8: sampled trajectories per class whose steps calibrate the ranges (default 8; "
+    p.add_argument("--calibration-per-class", type=int, default=ExportOptions.calibration_per_class,
+                   help=f"INT8: sampled trajectories per class whose steps calibrate the ranges (default {ExportOptions.calibration_per_class}; "
                         "fewer export faster: a published-size model's 8 take most of an hour on 2 cores)")
     return p
 

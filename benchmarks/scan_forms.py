@@ -35,7 +35,7 @@ from lrf_export.graphs import GraphSpec, TensorSpec, step_spec  # noqa: E402
 from lrf_export.passes import run_passes  # noqa: E402
 from lrf_export.passes.constants import FoldConstants  # noqa: E402
 from lrf_export.passes.fft_matmul import FFTAsMatmul  # noqa: E402
-from lrf_export.passes.scan import DEFAULT_FORM, FORMS, ScanAsOps  # noqa: E402
+from lrf_export.passes.scan import FORMS, UNROLL_LIMIT, ScanAsOps  # noqa: E402
 from lrf_export.passes.static_shapes import trace  # noqa: E402
 from lrf_export.targets import get_target  # noqa: E402
 from lrf_model.families import FAMILIES  # noqa: E402
@@ -55,7 +55,8 @@ class Scan(torch.nn.Module):
         return self.lru(x)
 
 
-def graphs() -> dict[str, tuple[GraphSpec, list[torch.Tensor]]]:
+def graphs() -> dict[str, tuple[GraphSpec, list[torch.Tensor], int]]:
+    """Each graph, its inputs and its scans' length."""
     torch.manual_seed(0)
     den = FAMILIES["iris"].build(latent_channels=8, latent_size=8, dim=128, core_depth=1, recursions=4, max_recursions=8)
     with torch.no_grad():  # adaLN-Zero starts every branch closed: open them so the scans count
@@ -69,7 +70,7 @@ def graphs() -> dict[str, tuple[GraphSpec, list[torch.Tensor]]]:
     lru = Scan(320).eval()
     x = TensorSpec("x", (1, 256, 320), "float32")
     scan = GraphSpec("scan", lru, [x], [TensorSpec("h", (1, 256, 320), "float32")])
-    return {"iris-cifar step": (step, feeds), "rg-lru 16x16": (scan, [torch.randn(1, 256, 320, generator=g)])}
+    return {"iris-cifar step": (step, feeds, 64), "rg-lru 16x16": (scan, [torch.randn(1, 256, 320, generator=g)], 256)}
 
 
 def median_ms(run, feeds: dict, repeats: int) -> float:
@@ -88,13 +89,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = []
-    for gname, (spec, feeds) in graphs().items():
+    for gname, (spec, feeds, length) in graphs().items():
         with torch.no_grad():
             ref = spec.module(*feeds).numpy()
         feed = {s.name: f.numpy() for s, f in zip(spec.inputs, feeds)}
-        for form in FORMS:
+        for form in (f for f in FORMS if f != "by_length"):  # the rule is one of these per graph
             program = run_passes(trace(spec), [FFTAsMatmul(), ScanAsOps(form), FoldConstants()])
-            row = {"graph": gname, "form": form, "default": form == DEFAULT_FORM}
+            row = {"graph": gname, "form": form, "default": form == ("unrolled" if length <= UNROLL_LIMIT else "chunked")}
             for tname in ("executorch", "onnx"):
                 target = get_target(tname)
                 with tempfile.TemporaryDirectory() as tmp:
@@ -115,7 +116,7 @@ def main() -> None:
     m = common.machine()
     md = ["# Scan forms: the bidirectional RG-LRU on the runtimes", "", common.machine_line(m), "",
           "fp32, 1 thread, median of %d calls; error: max |out - reference| / max |reference|; "
-          "**bold**: the form every export uses." % args.repeats, "",
+          "**bold**: the form exports use at that length (``by_length``)." % args.repeats, "",
           "| graph | form | XNNPACK partitions | ExecuTorch ms | ONNX Runtime ms | ExecuTorch error | ONNX error | lowering s (ET / ONNX) |",
           "|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -39,16 +39,17 @@ def test_the_scan_op_and_its_backward_are_the_recurrence(reverse):
     assert torch.autograd.gradcheck(lambda a, u: linear_scan(a, u, reverse), (a, u))
 
 
+@pytest.mark.parametrize("length", [64, 128])  # by_length unrolls the first, chunks the second
 @pytest.mark.parametrize("form", sorted(FORMS))
-def test_each_scan_form_computes_the_reference_scan(form):
-    """The pass alone, on a program of nothing but two scans (both directions, 64 tokens, RG-LRU's decays)."""
+def test_each_scan_form_computes_the_reference_scan(form, length):
+    """The pass alone, on a program of nothing but two scans (both directions, RG-LRU's decays)."""
 
     class Bidirectional(torch.nn.Module):
         def forward(self, a, u):
             return linear_scan(a, u, False) + linear_scan(a, u, True)
 
     g = torch.Generator().manual_seed(1)
-    a, u = 0.5 + 0.5 * torch.rand(2, 64, 8, generator=g), torch.randn(2, 64, 8, generator=g)
+    a, u = 0.5 + 0.5 * torch.rand(2, length, 8, generator=g), torch.randn(2, length, 8, generator=g)
     program = ScanAsOps(form)(torch.export.export(Bidirectional(), (a, u)))
     assert not any(n.target == SCAN for n in program.graph.nodes)
     expected = reference_scan(a, u, False) + reference_scan(a, u, True)

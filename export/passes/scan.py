@@ -110,11 +110,12 @@ UNROLL_LIMIT = 64
 def by_length(a: torch.Tensor, u: torch.Tensor, reverse: bool) -> torch.Tensor:
     """``unrolled`` up to :data:`UNROLL_LIMIT` positions, ``chunked`` beyond.
 
-    Unrolled is the fastest form at run time (IRIS-Tiny's 256 px step on ONNX Runtime, 2 threads:
-    429 ms against chunked's 782), but its graph grows by a few ops per position: at 256 positions
-    its 32 scans make a 116k-node step that ExecuTorch's lowering could not hold in 18 GB, where the
-    chunked form (L/16 carried steps) exports. At CIFAR-10's 64 tokens unrolled lowers in about two
-    minutes and runs 15% faster than chunked.
+    Unrolled is the fastest form at run time (IRIS-Tiny's 256 px step on ONNX Runtime, 1 thread,
+    the two files run in turn: 520 ms against chunked's 689), but its graph grows by a few ops per
+    position: at 256 positions its 32 scans make a 116k-node step (ONNX export 262 s against
+    chunked's 108) that ExecuTorch's lowering could not hold in 18 GB, where the chunked form (L/16
+    carried steps) exports. At CIFAR-10's 64 tokens unrolled lowers in about two minutes and runs
+    15% faster than chunked.
     """
     return (unrolled if u.shape[1] <= UNROLL_LIMIT else chunked)(a, u, reverse)
 

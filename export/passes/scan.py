@@ -12,8 +12,9 @@ rounding:
   running sum of ``log a``: the running sum as a matmul with a constant triangular matrix, the
   masked decay matrix ``exp(L_t - L_s + mask)`` and one batched matmul per channel; O(L^2)
   per channel, a few large ops instead of L small ones;
-- ``chunked``: the decay matrix inside chunks of 16 positions, the state carried across chunks:
-  O(L * 16) per channel, L/16 sequential steps (Mamba-2's SSD form).
+- ``chunked``: the decay matrix inside chunks of 16 positions, the chunks' end states through one
+  more decay matrix over the L/16 chunks: O(L * 16 + (L/16)^2) per channel, a fixed number of ops
+  whatever L (Mamba-2's SSD form).
 - ``by_length``: unrolled for short scans, chunked for long ones (the default, see :func:`by_length`).
 
 Measured on IRIS's step graph (``benchmarks/scan_forms.py``, partitions, latency and error
@@ -60,11 +61,16 @@ def _row(x: torch.Tensor) -> torch.Tensor:
 
 
 def decay_matrix(a: torch.Tensor, u: torch.Tensor, reverse: bool) -> torch.Tensor:
+    tiny = 1e-7 if a.dtype == torch.float16 else 1e-30
+    return _decay_matrix_log(torch.log(a.clamp_min(tiny)), u, reverse)
+
+
+def _decay_matrix_log(log_a: torch.Tensor, u: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """:func:`decay_matrix` from ``log a`` (the chunked form's chunk-level scan has its decays as logs)."""
     B, L = u.shape[:2]
     rest = u.shape[2:]
     C = u[0, 0].numel()
-    tiny = 1e-7 if a.dtype == torch.float16 else 1e-30
-    log_a = torch.log(a.clamp_min(tiny)).reshape(B, L, C).permute(0, 2, 1)  # (B, C, L)
+    log_a = log_a.reshape(B, L, C).permute(0, 2, 1)  # (B, C, L)
     t, s = torch.arange(L).reshape(L, 1), torch.arange(L).reshape(1, L)
     # Running sums of log a as a product with a triangular 0/1 matrix: cum[t] = sum of log a over (s, t] or [t, s).
     upto = (s <= t) if not reverse else (s >= t)
@@ -78,8 +84,14 @@ def decay_matrix(a: torch.Tensor, u: torch.Tensor, reverse: bool) -> torch.Tenso
 
 
 def chunked(a: torch.Tensor, u: torch.Tensor, reverse: bool, chunk: int = 16) -> torch.Tensor:
-    """The decay-matrix form inside chunks of ``chunk`` positions, the chunks' end states carried
-    from chunk to chunk (L/chunk multiply-adds): O(L * chunk) per channel, as Mamba-2's SSD."""
+    """Mamba-2's SSD form: the decay-matrix form inside chunks of ``chunk`` positions, then the
+    chunks' end states as one more decay-matrix scan over the L/chunk chunks (each chunk's total
+    decay and its end value from a zero state), each chunk's start state added back in.
+
+    O(L * chunk + (L/chunk)^2) per channel, and a fixed number of ops whatever L: carrying the state
+    chunk by chunk instead (L/chunk sequential multiply-adds) made IRIS-Tiny's 512 px step a
+    14,700-node graph whose ExecuTorch lowering was killed at 17 GB.
+    """
     B, L = u.shape[:2]
     if L % chunk or L <= chunk:
         return decay_matrix(a, u, reverse)
@@ -93,14 +105,14 @@ def chunked(a: torch.Tensor, u: torch.Tensor, reverse: bool, chunk: int = 16) ->
     decay = torch.exp(_column(cum) - _row(cum) + mask)  # (B, n, C, K, K)
     uc = u.reshape(B, n, K, C).permute(0, 1, 3, 2).reshape(B * n * C, K, 1)
     local = torch.bmm(decay.reshape(B * n * C, K, K), uc).reshape(B, n, C, K)  # each chunk from a zero state
-    carry_in = torch.exp(cum)  # (B, n, C, K): how much of the state entering the chunk reaches t
-    last = 0 if reverse else K - 1  # where a chunk hands its state on
-    out, state = [None] * n, None
-    for j in (range(n - 1, -1, -1) if reverse else range(n)):
-        h = local.narrow(1, j, 1) if state is None else local.narrow(1, j, 1) + carry_in.narrow(1, j, 1) * state
-        out[j] = h  # (B, 1, C, K)
-        state = h.narrow(3, last, 1)  # (B, 1, C, 1)
-    return _cat(out).permute(0, 1, 3, 2).reshape(B, L, *rest)
+    last = 0 if reverse else K - 1  # where a chunk hands its state on (and cum holds its total decay)
+    # The state leaving chunk j: S_j = exp(total_j) S_{j-1} + local_end_j, a scan over the n chunks.
+    ends = _decay_matrix_log(cum.narrow(3, last, 1), local.narrow(3, last, 1), reverse)  # (B, n, C, 1)
+    zero = torch.zeros(B, 1, C, 1, dtype=u.dtype)
+    # The state entering each chunk: its neighbour's on the past side, zero for the first chunk.
+    entering = torch.cat([ends.narrow(1, 1, n - 1), zero] if reverse else [zero, ends.narrow(1, 0, n - 1)], dim=1)
+    h = local + torch.exp(cum) * entering  # (B, n, C, K)
+    return h.permute(0, 1, 3, 2).reshape(B, L, *rest)
 
 
 # Scans of up to this many positions are unrolled, longer ones chunked (see :func:`by_length`).

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lrf_model.errors import cli_errors
+from lrf_model.pipeline import shipped_checkpoints
 
 from .exporter import ExportOptions, export_bundles, progress_display, verdict
 
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", default="none", help="none | int8 | fp16 (ExecuTorch: float16 weights and arithmetic; "
                    "phones with ARMv8.2 fp16 run it natively)")
     p.add_argument("--graph", default="step", help="step (runtime loops; default) | fused (one graph for all N steps)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder or a shipped one by name: cifar10 (default), cifar10-fewstep")
+    p.add_argument("--checkpoint", default=None, help=f"checkpoint folder or a shipped one by name: {', '.join(shipped_checkpoints())} (default: cifar10)")
     p.add_argument("--out", default=None, help="bundle folder (default: dist/<model>-<target>-<quant>-s<N>/)")
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: lrf-generate's)")
     p.add_argument("--calibration-per-class", type=int, default=ExportOptions.calibration_per_class,

@@ -239,9 +239,11 @@ def compare_markdown(c: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .pipeline import shipped_checkpoints
+
     p = argparse.ArgumentParser(prog="lrf-eval", description="Measure generated images as a distribution "
                                 "(class consistency, FID on classifier features, diversity).")
-    p.add_argument("target", nargs="?", help="checkpoint folder (or a shipped one by name: cifar10, cifar10-fewstep) or bundle folder")
+    p.add_argument("target", nargs="?", help=f"checkpoint folder (or a shipped one by name: {', '.join(shipped_checkpoints())}) or bundle folder")
     p.add_argument("--reconstruct", metavar="CHECKPOINT", help="measure the autoencoder's reconstructions of test images")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two targets or eval folders, side by side")
     p.add_argument("--num-per-class", type=int, default=100)

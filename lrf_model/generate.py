@@ -10,7 +10,7 @@ import torch
 
 from .editing import load_image, start_index
 from .errors import LRFError, cli_errors
-from .pipeline import DEFAULT_CFG, DEFAULT_STEPS, LRFPipeline
+from .pipeline import DEFAULT_CFG, DEFAULT_STEPS, LRFPipeline, shipped_checkpoints
 from .plots import image_grid
 
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="samples", help="output folder for PNGs")
     p.add_argument("--grid", action="store_true", help="also write grid.png (one row per class)")
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscale factor for the PNGs")
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder or a shipped one by name: cifar10 (default), cifar10-fewstep")
+    p.add_argument("--checkpoint", default=None, help=f"checkpoint folder or a shipped one by name: {', '.join(shipped_checkpoints())} (default: cifar10)")
     p.add_argument("--threads", type=int, default=None)
     e = p.add_argument_group("editing (image-to-image, inpainting)")
     e.add_argument("--init-image", default=None, help="PNG/JPEG to edit (resized to the model's size if needed)")

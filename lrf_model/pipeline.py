@@ -40,9 +40,15 @@ def default_checkpoint() -> Path:
     return Path(__file__).resolve().parent / "weights" / "cifar10"
 
 
+def shipped_checkpoints() -> list[str]:
+    """The names of the checkpoints shipped inside the package (folders of ``lrf_model/weights/``
+    with a denoiser), for the CLIs' help: a new shipped model needs no edit there."""
+    return sorted(d.name for d in default_checkpoint().parent.iterdir() if (d / "denoiser").is_dir())
+
+
 def resolve_checkpoint(path: str | Path | None) -> Path:
     """A checkpoint folder from what a user typed: a folder, the name of a shipped checkpoint
-    (``cifar10``, ``cifar10-fewstep``, ``cifar10-luminars``: folders of ``lrf_model/weights/``), or None for the default."""
+    (:func:`shipped_checkpoints`), or None for the default."""
     if path is None:
         return default_checkpoint()
     root = Path(path)

@@ -90,6 +90,36 @@ def test_pt2e_quantize_covers_what_the_family_selects(tiny_denoiser):
     assert program_coverage(QuantizePT2E(ae.int8_modules, [ae.example_inputs()], True)(trace(ae)))["int8_share"] == 1.0
 
 
+def test_pt2e_quantize_keeps_folded_constants_constants():
+    """A tensor folded from the weights (IRIS's decay matrices) stays a constant through the
+    quantizer's re-export: as a buffer it would count as a weight, and a large one failed the
+    "weights stored once" guard of IRIS-Tiny's 512 px INT8 step."""
+    pytest.importorskip("executorch")
+    from lrf_export.passes.constants import FoldConstants
+    from lrf_export.passes.quantize import QuantizePT2E
+
+    class Decayed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(32, 32)
+            self.gamma = torch.nn.Parameter(torch.full((4,), 0.9))
+            self.register_buffer("distance", torch.arange(32.0))
+
+        def forward(self, x):  # (B, 32) -> (B, 4, 32): a (4, 32) weight-derived matrix, 4x the distances
+            return self.proj(x).reshape(-1, 1, 32) * self.gamma.reshape(4, 1) ** self.distance
+
+    x = torch.randn(2, 32)
+    program = run_passes(torch.export.export(Decayed().eval(), (x,)), [FoldConstants()])
+    assert len(program.constants) == 1  # the decay matrix, folded
+    quantized = QuantizePT2E(frozenset({"proj"}), [(x,)])(program)
+    def folded(tensors) -> list:
+        return [name for name, t in tensors if tuple(t.shape) == (4, 32) and t.dtype == torch.float32]
+
+    assert len(folded(quantized.constants.items())) == 1
+    assert not folded((name, quantized.state_dict[name]) for name in quantized.graph_signature.inputs_to_buffers.values())
+    torch.testing.assert_close(quantized.module()(x), program.module()(x), atol=0.05, rtol=0.05)
+
+
 def test_onnx_static_int8_quantizes_what_the_family_selects_with_xnnpack_ranges(tiny_denoiser, tmp_path):
     """ONNX INT8 selects the layers ExecuTorch's does (by module path, through the exporter's
     transposed weights); a selection that matches nothing is refused before writing."""

@@ -129,7 +129,27 @@ class QuantizePT2E:
             graph = prepare_pt2e(program.module(), quantizer)
             for batch in self.calibration or [args]:
                 graph(*batch)
-            return torch.export.export(convert_pt2e(graph), args, strict=False)
+            quantized = torch.export.export(convert_pt2e(graph), args, strict=False)
+        return _constants_stay_constants(program, quantized)
+
+
+def _constants_stay_constants(before: torch.export.ExportedProgram,
+                              after: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """The re-export around PT2E lifts the input program's folded constants (``_prop_tensor_constant``:
+    IRIS's Manhattan decay matrices) back as buffers, which would count as weights (and fail the
+    "weights stored once" guard at 1,024 tokens, where they outweigh the distances they came from):
+    they are constants again, in place."""
+    from torch.export.graph_signature import InputKind, InputSpec
+
+    constants = set(before.graph_signature.inputs_to_lifted_tensor_constants.values())
+    specs = []
+    for spec in after.graph_signature.input_specs:
+        if spec.kind == InputKind.BUFFER and spec.target in constants and spec.target in after.state_dict:
+            after.constants[spec.target] = after.state_dict.pop(spec.target)
+            spec = InputSpec(InputKind.CONSTANT_TENSOR, spec.arg, spec.target)
+        specs.append(spec)
+    after.graph_signature.input_specs = specs
+    return after
 
 
 def xnnpack_activation_observer():

@@ -112,6 +112,7 @@ def test_pt2e_quantize_keeps_folded_constants_constants():
     program = run_passes(torch.export.export(Decayed().eval(), (x,)), [FoldConstants()])
     assert len(program.constants) == 1  # the decay matrix, folded
     quantized = QuantizePT2E(frozenset({"proj"}), [(x,)])(program)
+
     def folded(tensors) -> list:
         return [name for name, t in tensors if tuple(t.shape) == (4, 32) and t.dtype == torch.float32]
 

@@ -60,9 +60,13 @@ def _row(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(*x.shape[:-1], 1, x.shape[-1])
 
 
+def _log_decay(a: torch.Tensor) -> torch.Tensor:
+    """``log a``, decays of 0 clamped to the dtype's smallest safe value (a decay matrix of exp(-69) is 0)."""
+    return torch.log(a.clamp_min(1e-7 if a.dtype == torch.float16 else 1e-30))
+
+
 def decay_matrix(a: torch.Tensor, u: torch.Tensor, reverse: bool) -> torch.Tensor:
-    tiny = 1e-7 if a.dtype == torch.float16 else 1e-30
-    return _decay_matrix_log(torch.log(a.clamp_min(tiny)), u, reverse)
+    return _decay_matrix_log(_log_decay(a), u, reverse)
 
 
 def _decay_matrix_log(log_a: torch.Tensor, u: torch.Tensor, reverse: bool) -> torch.Tensor:
@@ -96,8 +100,7 @@ def chunked(a: torch.Tensor, u: torch.Tensor, reverse: bool, chunk: int = 16) ->
     if L % chunk or L <= chunk:
         return decay_matrix(a, u, reverse)
     rest, C, n, K = u.shape[2:], u[0, 0].numel(), L // chunk, chunk
-    tiny = 1e-7 if a.dtype == torch.float16 else 1e-30
-    log_a = torch.log(a.clamp_min(tiny)).reshape(B, n, K, C).permute(0, 1, 3, 2)  # (B, n, C, K)
+    log_a = _log_decay(a).reshape(B, n, K, C).permute(0, 1, 3, 2)  # (B, n, C, K)
     t, s = torch.arange(K).reshape(K, 1), torch.arange(K).reshape(1, K)
     upto = (s <= t) if not reverse else (s >= t)
     cum = F.linear(log_a, upto.to(u.dtype))  # (B, n, C, K): log of the decay from the chunk's start to t

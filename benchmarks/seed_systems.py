@@ -1,6 +1,6 @@
 """The seed systems at their published sizes, measured against their own claims and phone budgets.
 
-    python benchmarks/seed_systems.py [--systems luminars] [--fresh]
+    python benchmarks/seed_systems.py [--systems luminars] [--fresh] [--export-only]
 
 For each seed system the script builds what the seed describes, at its published size with random
 weights (memory and latency do not depend on what the weights learned): the denoiser (its family's
@@ -353,6 +353,19 @@ def measure_system(name: str, system: System, fresh: bool, emit: Callable[[dict]
                     system_row(quantize, keep)
 
 
+def export_system(system: System, fresh: bool) -> None:
+    """Every artifact :func:`measure_system` reads, exported (or found in the cache), nothing measured:
+    the published-size exports take an hour of CPU and can run beside other work, while the
+    measuring needs the machine to itself."""
+    root = checkpoint(system)
+    for target, quantizes in PRECISIONS.items():
+        for quantize in quantizes:
+            common.bundle(target, quantize, system.resolution, fresh, steps=system.steps, checkpoint=root,
+                          calibration_per_class=CALIBRATION_PER_CLASS)
+            if target != "coreml":
+                text_encoder(system, target, quantize, fresh)
+
+
 def markdown(rows: list[dict], machine: dict) -> str:
     def num(v, fmt="{:.0f}"):
         return "-" if v is None else fmt.format(v)
@@ -402,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}; the other "
                    "systems' rows are kept from the last run")
     p.add_argument("--fresh", action="store_true", help="re-export the bundles and text encoders")
+    p.add_argument("--export-only", action="store_true", help="export the bundles and text encoders into the cache "
+                   "and measure nothing (then measure, without --fresh, on an otherwise idle machine)")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -418,6 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in names if s not in SYSTEMS]
     if unknown:
         p.error(f"unknown system {unknown}; use {', '.join(SYSTEMS)}")
+    if args.export_only:
+        for name in names:
+            export_system(SYSTEMS[name], args.fresh)
+        return 0
     common.build_native()
     previous = common.RESULTS / "seed_systems.json"
     measured = {(SYSTEMS[n].family, SYSTEMS[n].resolution) for n in names}

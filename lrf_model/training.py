@@ -248,8 +248,8 @@ def flow_loss(model, z0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, no
     state = None
     if carry is not None:
         t_prev, keep = carry
-        with torch.no_grad():
-            _, prev = model(noised(z0, noise, t_prev), t_prev, labels, recursions)
+        with torch.no_grad():  # the state alone (the denoiser's carried_state), not the velocity beside it
+            prev = getattr(model, "module", model).carried_state(noised(z0, noise, t_prev), t_prev, labels, recursions)
         state = {n: s * keep.reshape(-1, *[1] * (s.dim() - 1)).to(s.dtype) for n, s in prev.items()}
     out = model(noised(z0, noise, t), t, labels, recursions, **({"state": state} if state is not None else {}))
     v = out[0] if isinstance(out, tuple) else out

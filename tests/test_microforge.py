@@ -87,6 +87,18 @@ def test_self_conditioning_feeds_the_models_own_earlier_state():
     assert model.latent_planner.read.q.weight.grad is not None
 
 
+def test_carried_state_is_the_state_forward_returns():
+    """Self-conditioning asks ``carried_state`` (no backbone) for the state ``forward`` returns:
+    the same tensors, bit for bit, with and without an incoming plan."""
+    model = tiny_family_denoiser("microforge").eval()
+    z, t, labels = torch.randn(3, *latent_shape(model)), torch.rand(3), torch.tensor([0, 4, 10])
+    for state in (None, {"plan": torch.randn(3, *FAMILIES["microforge"].state_shapes(model)["plan"])}):
+        _, expected = model(z, t, labels, state=state)
+        carried = model.carried_state(z, t, labels, state=state)
+        assert carried.keys() == expected.keys() == {"plan"}
+        assert torch.equal(carried["plan"], expected["plan"])
+
+
 def test_loss_weight_is_the_seeds():
     t = torch.tensor([0.0, 0.25, 0.5, 1.0])
     torch.testing.assert_close(balanced_weight(t), torch.tensor([0.5, 2 / 3, 1.0, 0.5]))

@@ -5,7 +5,8 @@ Every family's denoiser is a diffusers ``ModelMixin``/``ConfigMixin`` with one c
 convention, ``forward(z (B,C,S,S), t (B,) in [0, 1], class_labels (B,) int, recursions=None)
 -> v (B,C,S,S)`` (the rectified-flow velocity ``noise - z0``); a family that carries state from
 one step to the next (``Family.state``) adds ``state=None`` (a dict of tensors, None on the first
-step) and returns ``(v, next_state)``. Config fields
+step) and returns ``(v, next_state)``, and ``carried_state(...)`` with the same arguments returns
+``next_state`` alone (training's self-conditioning needs the state, not the velocity). Config fields
 ``latent_channels``, ``latent_size``, ``num_classes`` and ``class_names``. Class id
 ``num_classes`` is the null class of classifier-free guidance. The rest, which differs from
 family to family, is a :class:`Family`.

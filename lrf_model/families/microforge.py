@@ -258,18 +258,30 @@ class MicroForgeDenoiser(ClassTimeConditioned, ModelMixin, ConfigMixin):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, z: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor, recursions: int | None = None,
-                state: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _plan(self, z: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor,
+              state: dict[str, torch.Tensor] | None):
+        """Everything before the backbone: the stem's tokens, the conditioning and the next plan,
+        which reads only these (so :meth:`carried_state` can stop here)."""
         B, D = z.shape[0], self.config.dim
         temb, cond = self.conditioning(t, class_labels)  # (B, D), (B, K, D)
         pooled = F.linear(cond.transpose(1, 2), self.mean_tokens.to(temb.dtype)).reshape(B, D)  # (B, D): the mean as a linear
-        c = temb + pooled  # AdaLN-Group's input: time + pooled conditioning
         x = to_tokens(self.stem(z))  # (B, N, D)
         next_state, context = {}, cond
         if self.latent_planner is not None:
             prev = state["plan"] if state else x.new_zeros(B, self.config.plan_tokens, D)  # the first step: no plan yet
             next_state["plan"] = self.latent_planner(prev, x, pooled, temb)  # (B, P, D)
             context = torch.cat([cond, next_state["plan"]], dim=1)  # (B, K + P, D)
+        return x, temb + pooled, context, next_state  # c = time + pooled conditioning: AdaLN-Group's input
+
+    def carried_state(self, z: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor, recursions: int | None = None,
+                      state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """``forward``'s next state without its velocity: self-conditioning's extra pass in training
+        (the state the model leaves at an earlier time) costs the planner, not the backbone."""
+        return self._plan(z, t, class_labels, state)[3]
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor, recursions: int | None = None,
+                state: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x, c, context, next_state = self._plan(z, t, class_labels, state)  # (B, N, D), (B, D), (B, K + P, D)
         for i, block in enumerate(self.blocks):
             x = block(x, c, context)
             if (i + 1) % self.config.shared_every == 0:

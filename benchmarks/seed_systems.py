@@ -371,19 +371,21 @@ def markdown(rows: list[dict], machine: dict) -> str:
         return "-" if v is None else fmt.format(v)
 
     lines = ["# Seed systems at their published sizes", "",
-             f"`python benchmarks/seed_systems.py` on {common.machine_line(machine)}; {THREADS} threads. Random weights at "
-             "the seeds' published configurations. Peak RSS is VmHWM of a fresh process (text encoder: what it adds to "
-             "the worker's interpreter). Budgets: an app's share of a 3 GB / 4 GB phone (1.5 / 2 GiB, `memory.py`).", "",
+             f"`python benchmarks/seed_systems.py`, {THREADS} threads; last run on {common.machine_line(machine)}. Random "
+             "weights at the seeds' published configurations. Peak RSS is VmHWM of a fresh process (text encoder: what it "
+             "adds to the worker's interpreter). Budgets: an app's share of a 3 GB / 4 GB phone (1.5 / 2 GiB, `memory.py`). "
+             "Compare latencies only between rows of one CPU.", "",
              "| system | resolution | part | runtime | precision | params (M) | weights (MiB) | peak RSS (MiB) | "
-             "ms/step | ms/image (or run) | XNNPACK partitions | seed's claim | 3 GB phone | 4 GB phone |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "ms/step | ms/image (or run) | XNNPACK partitions | seed's claim | 3 GB phone | 4 GB phone | CPU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         parts = r.get("xnnpack_partitions")
         parts = "-" if parts is None else (", ".join(f"{k} {v}" for k, v in parts.items()) if isinstance(parts, dict) else parts)
         lines.append(f"| {r['family']} | {r['resolution']} | {r['config']} | {r['runtime']} | {r['precision']} | "
                      f"{num(r['params'] and r['params'] / 1e6, '{:.1f}')} | {num(r['weights_mib'])} | {num(r['peak_rss_mib'])} | "
                      f"{num(r['step_ms'])} | {num(r['image_ms'])} | {parts} | {r['claim'] or '-'} | "
-                     f"{r['verdict_3gb'] or '-'} | {r['verdict_4gb'] or '-'} |")
+                     f"{r['verdict_3gb'] or '-'} | {r['verdict_4gb'] or '-'} | "
+                     f"{common.cpu_line(r['machine']) if r.get('machine') else '-'} |")
     notes = sorted({r["note"] for r in rows if r.get("note")})
     lines += ["", *[f"- {n}" for n in notes], ""]
     return "\n".join(lines)
@@ -440,14 +442,17 @@ def main(argv: list[str] | None = None) -> int:
     common.build_native()
     previous = common.RESULTS / "seed_systems.json"
     measured = {(SYSTEMS[n].family, SYSTEMS[n].resolution) for n in names}
-    rows = [r for r in json.loads(previous.read_text())["rows"] if (r["family"], r["resolution"]) not in measured] \
-        if previous.is_file() else []
+    kept = json.loads(previous.read_text()) if previous.is_file() else {"rows": []}
+    # Each row names the machine it was measured on (rows kept from an older run may come from another
+    # host: latency moves ~2x between an AVX-512 BF16 and an AVX2-only CPU of this VM family).
+    rows = [{**r, "machine": r.get("machine", kept.get("machine"))} for r in kept["rows"]
+            if (r["family"], r["resolution"]) not in measured]
     machine = common.machine()
     common.RESULTS.mkdir(parents=True, exist_ok=True)
 
     def emit(row: dict) -> None:
         """Keep the row and rewrite the results, so that a run stopped midway leaves what it measured."""
-        rows.append(row)
+        rows.append({**row, "machine": machine})
         plot(rows, common.RESULTS / "seed_systems.png")
         common.write_results("seed_systems", {"machine": machine, "budgets_bytes": PHONE_BUDGETS, "rows": rows},
                              markdown(rows, machine))

@@ -144,6 +144,12 @@ def checkpoint(system: System) -> Path:
     return root
 
 
+def system_bundle(system: System, root: Path, target: str, quantize: str, fresh: bool) -> Path:
+    """The system's ``target`` bundle at ``quantize`` (exported once into the benchmarks' cache)."""
+    return common.bundle(target, quantize, system.resolution, fresh, steps=system.steps, checkpoint=root,
+                         calibration_per_class=CALIBRATION_PER_CLASS)
+
+
 def published_config(system: System) -> dict:
     """The family's ``PUBLISHED_CONFIG`` (each seed family's module declares its published size)."""
     import importlib
@@ -278,8 +284,7 @@ def measure_system(name: str, system: System, fresh: bool, emit: Callable[[dict]
     text_paths: dict[tuple[str, str], Path] = {}
 
     def bundle_row(target: str, quantize: str) -> None:
-        bundle = common.bundle(target, quantize, system.resolution, fresh, steps=system.steps, checkpoint=root,
-                               calibration_per_class=CALIBRATION_PER_CLASS)
+        bundle = system_bundle(system, root, target, quantize, fresh)
         manifest = json.loads((bundle / "manifest.json").read_text())
         precision = manifest["precision"]  # Core ML's float bundle is fp16
         files = [manifest["artifacts"][k]["file"] for k in ("step", "decoder")]
@@ -327,8 +332,7 @@ def measure_system(name: str, system: System, fresh: bool, emit: Callable[[dict]
 
     def system_row(quantize: str, keep: bool) -> None:
         precision = common.precision_label(quantize)
-        bundle = common.bundle("onnx", quantize, system.resolution, False, steps=system.steps, checkpoint=root,
-                               calibration_per_class=CALIBRATION_PER_CLASS)
+        bundle = system_bundle(system, root, "onnx", quantize, False)
         out = run_worker("system", str(bundle), str(text_paths["onnx", precision]), "keep" if keep else "release")
         peak = peak_kib(out["stages"]) / 1024
         emit({**base, "config": f"whole system ({'resident' if keep else 'sequential'})", "runtime": "ONNX Runtime",
@@ -360,8 +364,7 @@ def export_system(system: System, fresh: bool) -> None:
     root = checkpoint(system)
     for target, quantizes in PRECISIONS.items():
         for quantize in quantizes:
-            common.bundle(target, quantize, system.resolution, fresh, steps=system.steps, checkpoint=root,
-                          calibration_per_class=CALIBRATION_PER_CLASS)
+            system_bundle(system, root, target, quantize, fresh)
             if target != "coreml":
                 text_encoder(system, target, quantize, fresh)
 
